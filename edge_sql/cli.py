@@ -1,0 +1,228 @@
+"""The ``edgesql`` command: a thin shell over the library. Each command opens what it needs, makes one library call,
+and turns library errors into one line on stderr and a documented exit code (see ``errors.EXIT_CODES``)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from edge_sql import __version__
+from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE, EdgeSQLError, NoValidCandidate
+
+app = typer.Typer(
+    name="edgesql",
+    help="Ask a SQLite or DuckDB database questions in plain English, answered offline by a small local model.",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
+                                     show_default=False)]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A preset name or the path of a GGUF file.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json or csv.")]
+MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def debugging() -> bool:
+    return os.environ.get("EDGESQL_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, code: int) -> None:
+    sys.stderr.write(f"edgesql: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+def reports_errors(command):
+    """Every user error ends a command as one line on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EdgeSQLError as error:
+            if debugging():
+                raise
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", INTERRUPTED)
+
+    return wrapper
+
+
+def check_format(fmt: str) -> str:
+    from edge_sql.output import FORMATS
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    return fmt
+
+
+@contextmanager
+def status(message: str):
+    """A spinner on stderr while something slow runs, only when stderr is a terminal."""
+    console = stderr_console()
+    with console.status(message) if console.is_terminal else nullcontext():
+        yield
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"edgesql {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True,
+                                                    help="Show the version and exit.")] = None,
+) -> None:
+    """Ask a SQLite or DuckDB database questions in plain English, answered offline by a small local model."""
+
+
+@app.command()
+@reports_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in plain English.", show_default=False)],
+    db: DbOpt,
+    model: ModelOpt = "smollm2-135m",
+    candidates: Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64,
+                          help="How many candidate queries to sample and vote on (1 = greedy). [default: preset's]")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
+                           help="Sampling temperature for candidates after the first. [default: preset's]")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")] = 42,
+    fmt: FormatOpt = "table",
+    max_rows: MaxRowsOpt = 100,
+    timeout: TimeoutOpt = 10.0,
+    show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
+) -> None:
+    """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
+    from edge_sql.database import open_database
+    from edge_sql.generate import Sampling
+    from edge_sql.model import load_model
+    from edge_sql.output import answer_to_dict, print_answer, print_ballot, print_json
+    from edge_sql.pipeline import Limits, ask as ask_question, clean_question
+
+    check_format(fmt)
+    question = clean_question(question)
+    with open_database(db) as database:
+        with status("Loading the model…"):
+            loaded = load_model(model)
+        sampling = Sampling(
+            candidates=candidates or loaded.preset.candidates,
+            temperature=loaded.preset.temperature if temperature is None else temperature,
+            seed=seed,
+        )
+        console = stdout_console()
+        try:
+            with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
+                answer = ask_question(question, database, loaded, sampling, Limits(max_rows=max_rows, timeout=timeout))
+        except NoValidCandidate as failure:
+            if failure.answer is not None:
+                if fmt == "json":
+                    print_json(answer_to_dict(failure.answer, error=str(failure)))
+                elif show_candidates and fmt == "table":
+                    print_ballot(stderr_console(), failure.answer)
+            raise
+        print_answer(answer, fmt, max_rows=max_rows, show_candidates=show_candidates, console=console)
+
+
+@app.command()
+@reports_errors
+def schema(
+    db: DbOpt,
+    model: ModelOpt = "smollm2-135m",
+) -> None:
+    """Print the database's schema exactly as the model sees it in the prompt."""
+    from edge_sql.database import open_database
+    from edge_sql.preset import GENERIC, get_preset
+    from edge_sql.schema import render_schema
+
+    preset = get_preset(model) or GENERIC
+    with open_database(db) as database:
+        sys.stdout.write(render_schema(database.schema, preset.schema_style) + "\n")
+
+
+@app.command()
+@reports_errors
+def run(
+    sql: Annotated[str, typer.Argument(help="The SQL query to run.", show_default=False)],
+    db: DbOpt,
+    fmt: FormatOpt = "table",
+    max_rows: MaxRowsOpt = 100,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Run one SQL query through the same guard and read-only executor that ask uses."""
+    from edge_sql.database import open_database
+    from edge_sql.execute import execute
+    from edge_sql.guard import check
+    from edge_sql.output import print_result
+
+    check_format(fmt)
+    with open_database(db) as database:
+        checked = check(sql, database.dialect).sql(dialect=database.dialect)
+        result = execute(database, checked, max_rows=max_rows, timeout=timeout)
+        print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
+
+
+def main() -> None:
+    """The console script: runs the app and maps what escapes a command to one line and an exit code."""
+    try:
+        code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        sys.stderr.write("edgesql: interrupted\n")
+        code = INTERRUPTED
+    except BrokenPipeError:
+        code = BROKEN_PIPE
+    except Exception as error:
+        if debugging():
+            raise
+        message = getattr(error, "format_message", None)
+        if message is None:
+            if type(error).__name__ == "Abort":
+                sys.stderr.write("edgesql: interrupted\n")
+                code = INTERRUPTED
+            else:
+                sys.stderr.write(f"edgesql: internal error: {type(error).__name__}: {error} "
+                                 "(run with EDGESQL_DEBUG=1 for details)\n")
+                code = 1
+        else:
+            sys.stderr.write(f"edgesql: {message()} (see 'edgesql --help')\n")
+            code = getattr(error, "exit_code", USAGE)
+    code = code if isinstance(code, int) else 0
+    if code == BROKEN_PIPE or _stdout_closed():
+        silence_stdout()
+        code = BROKEN_PIPE
+    sys.exit(code)
+
+
+def _stdout_closed() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
+
+
+def silence_stdout() -> None:
+    """After the reader of stdout went away, point stdout at /dev/null so Python's exit flush stays quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

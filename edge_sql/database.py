@@ -1,0 +1,196 @@
+"""Open a SQLite or DuckDB file read-only, locked down: the connection layer of the guard.
+
+The engine is picked from the file's magic bytes, never its extension. Both engines get a connection that cannot
+write, attach, load extensions or touch other files, whatever SQL reaches it:
+
+- SQLite: a ``file:…?mode=ro`` URI built with ``Path.as_uri`` (``#`` and ``?`` in a path stay in the path),
+  ``PRAGMA query_only``, limits on attached databases and string length, a heap limit, and an authorizer that allows
+  reads and allow-listed functions only. A clean WAL database is opened ``immutable`` so no -wal/-shm file appears.
+- DuckDB: ``read_only`` with external access, extension loading and temp files off, a memory and thread cap, and
+  the configuration locked last.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_sql.errors import DatabaseError
+from edge_sql.schema import Schema, read_schema
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DUCKDB_MAGIC = b"DUCK"  # at offset 8
+
+#: sqlglot dialect name for each engine.
+DIALECTS = {"sqlite": "sqlite", "duckdb": "duckdb"}
+
+#: SQLite functions the authorizer lets a query call (real SQLite names; file, extension and blob functions are absent).
+SQLITE_FUNCTIONS = frozenset(
+    """
+    abs avg count group_concat string_agg max min sum total coalesce ifnull iif nullif instr length octet_length lower
+    upper ltrim rtrim trim replace substr substring round typeof hex quote unicode char printf format like glob
+    date time datetime julianday strftime unixepoch timediff current_date current_time current_timestamp
+    sign ceil ceiling floor sqrt pow power exp ln log log10 log2 mod pi trunc acos asin atan atan2 cos sin tan
+    degrees radians concat concat_ws row_number rank dense_rank ntile lag lead first_value last_value nth_value
+    percent_rank cume_dist likely unlikely likelihood
+    """.split()
+)
+
+SQLITE_LIMITS = {  # name -> value; set when the running Python exposes the constant
+    "SQLITE_LIMIT_ATTACHED": 0,
+    "SQLITE_LIMIT_LENGTH": 10_000_000,
+    "SQLITE_LIMIT_SQL_LENGTH": 1_000_000,
+    "SQLITE_LIMIT_EXPR_DEPTH": 500,
+    "SQLITE_LIMIT_COMPOUND_SELECT": 200,
+}
+
+DUCKDB_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "max_temp_directory_size": "0B",
+    "memory_limit": "1GB",
+    "threads": 2,
+}
+
+
+@dataclass
+class Database:
+    """An open, locked-down database and its schema."""
+
+    path: Path
+    engine: str
+    connection: object
+    schema: Schema = field(repr=False)
+
+    @property
+    def dialect(self) -> str:
+        return DIALECTS[self.engine]
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def detect_engine(path: Path) -> str:
+    """Return ``"sqlite"`` or ``"duckdb"`` from the file's first bytes, or raise :class:`DatabaseError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseError(f"no such database file: {path}")
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a directory; give the path of a SQLite or DuckDB file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise DatabaseError(f"cannot read {path}: {error.strerror}") from None
+    if not head:
+        raise DatabaseError(f"{path} is empty; give the path of a SQLite or DuckDB file")
+    if head.startswith(SQLITE_MAGIC):
+        return "sqlite"
+    if head[8:12] == DUCKDB_MAGIC:
+        return "duckdb"
+    raise DatabaseError(f"{path} is not a SQLite or DuckDB database")
+
+
+def open_database(path: Path | str) -> Database:
+    """Open ``path`` read-only and locked down, and read its schema."""
+    path = Path(path).expanduser()
+    engine = detect_engine(path)
+    opener = open_sqlite if engine == "sqlite" else open_duckdb
+    connection = opener(path)
+    try:
+        schema = read_schema(connection, engine)
+        lock_down = lock_down_sqlite if engine == "sqlite" else lock_down_duckdb
+        lock_down(connection)
+    except DatabaseError:
+        connection.close()
+        raise
+    except Exception as error:
+        connection.close()
+        raise DatabaseError(describe_error(path, error)) from None
+    if not schema.tables:
+        connection.close()
+        raise DatabaseError(f"{path} has no tables to ask about")
+    return Database(path=path, engine=engine, connection=connection, schema=schema)
+
+
+def open_sqlite(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri() + ("?immutable=1" if is_clean_wal(path) else "?mode=ro")
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=2.0, check_same_thread=False, isolation_level=None)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as error:
+        if "unable to open" in str(error) and not uri.endswith("immutable=1"):
+            return open_sqlite_immutable(path, error)
+        raise DatabaseError(describe_error(path, error)) from None
+    return connection
+
+
+def open_sqlite_immutable(path: Path, first_error: Exception) -> sqlite3.Connection:
+    """A WAL database in a read-only directory cannot get its -shm file: read the main file as it is."""
+    try:
+        connection = sqlite3.connect(path.resolve().as_uri() + "?immutable=1", uri=True, check_same_thread=False)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.Error:
+        raise DatabaseError(describe_error(path, first_error)) from None
+
+
+def is_clean_wal(path: Path) -> bool:
+    """A WAL-mode file (header bytes 18-19 = 2) with no -wal file beside it: all its data is in the main file."""
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    wal_mode = len(header) >= 20 and header[18] == 2 and header[19] == 2
+    return wal_mode and not Path(str(path) + "-wal").exists()
+
+
+def lock_down_sqlite(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA query_only = 1")
+    for name, value in SQLITE_LIMITS.items():
+        if hasattr(sqlite3, name):
+            connection.setlimit(getattr(sqlite3, name), value)
+    connection.set_authorizer(sqlite_authorizer)
+
+
+def sqlite_authorizer(action: int, arg1, arg2, database, trigger) -> int:
+    """Allow reads and allow-listed functions; deny every other action (writes, ATTACH, PRAGMA, …)."""
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in SQLITE_FUNCTIONS:
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def open_duckdb(path: Path):
+    import duckdb
+
+    try:
+        return duckdb.connect(str(path), read_only=True, config=dict(DUCKDB_CONFIG))
+    except duckdb.Error as error:
+        raise DatabaseError(describe_error(path, error)) from None
+
+
+def lock_down_duckdb(connection) -> None:
+    connection.execute("SET lock_configuration = true")
+
+
+def describe_error(path: Path, error: Exception) -> str:
+    """One line that names the problem with ``path`` and, where there is one, the fix."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lowered = text.lower()
+    if "locked" in lowered or "could not set lock" in lowered or "conflicting lock" in lowered:
+        return f"{path} is locked by another process; try again once it has finished writing"
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return f"{path} is damaged or not a database ({text})"
+    if "unable to open" in lowered or "permission" in lowered:
+        return f"cannot open {path} read-only ({text}); check the file's permissions"
+    return f"cannot read {path}: {text}"

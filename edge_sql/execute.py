@@ -1,0 +1,91 @@
+"""Run a checked query on a locked-down connection, within a time limit and a row cap.
+
+SQLite is stopped by a progress handler past its deadline, DuckDB by ``interrupt()`` from a timer thread. Rows are
+fetched with ``fetchmany`` up to ``max_rows`` + 1, never all of an unbounded result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from edge_sql.database import Database
+from edge_sql.errors import QueryFailed, QueryTimeout
+
+#: How many SQLite virtual-machine steps pass between two looks at the clock.
+PROGRESS_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class Result:
+    columns: tuple[str, ...]
+    rows: tuple[tuple, ...]
+    truncated: bool = False  # more rows than max_rows existed
+    seconds: float = 0.0
+
+
+def execute(db: Database, sql: str, *, max_rows: int = 100, timeout: float = 10.0) -> Result:
+    """Run ``sql`` and return at most ``max_rows`` rows; raise :class:`QueryTimeout` or :class:`QueryFailed`."""
+    run = run_sqlite if db.engine == "sqlite" else run_duckdb
+    started = time.perf_counter()
+    columns, rows = run(db.connection, sql, max_rows, timeout)
+    return Result(
+        columns=tuple(columns),
+        rows=tuple(tuple(row) for row in rows[:max_rows]),
+        truncated=len(rows) > max_rows,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def run_sqlite(connection: sqlite3.Connection, sql: str, max_rows: int, timeout: float):
+    deadline = time.monotonic() + timeout
+    expired = []
+
+    def past_deadline() -> int:
+        if time.monotonic() > deadline:
+            expired.append(True)
+            return 1
+        return 0
+
+    connection.set_progress_handler(past_deadline, PROGRESS_STEPS)
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+        columns = [d[0] for d in cursor.description or ()]
+        rows = cursor.fetchmany(max_rows + 1)
+    except (sqlite3.Error, OverflowError, MemoryError, ValueError) as error:
+        if expired:
+            raise QueryTimeout(f"the query ran past the {timeout:g} s time limit and was stopped") from None
+        raise QueryFailed(f"the database refused the query: {one_line(error)}") from None
+    finally:
+        cursor.close()
+        connection.set_progress_handler(None, PROGRESS_STEPS)
+    return columns, rows
+
+
+def run_duckdb(connection, sql: str, max_rows: int, timeout: float):
+    import duckdb
+
+    timer = threading.Timer(timeout, connection.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        connection.execute(sql)  # on the connection itself: interrupt() reaches only its own query
+        columns = [d[0] for d in connection.description or ()]
+        rows = connection.fetchmany(max_rows + 1)
+    except duckdb.InterruptException:
+        raise QueryTimeout(f"the query ran past the {timeout:g} s time limit and was stopped") from None
+    except (duckdb.Error, OverflowError, MemoryError, ValueError) as error:
+        if not timer.is_alive() and "interrupt" in str(error).lower():
+            raise QueryTimeout(f"the query ran past the {timeout:g} s time limit and was stopped") from None
+        raise QueryFailed(f"the database refused the query: {one_line(error)}") from None
+    finally:
+        timer.cancel()
+    return columns, rows
+
+
+def one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] if text else type(error).__name__

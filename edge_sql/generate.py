@@ -1,0 +1,90 @@
+"""Sample N candidate queries from a model, and strip what small models add around the SQL.
+
+With N = 1 the one candidate is greedy. With N > 1 the first candidate is greedy and the others are sampled at
+``temperature`` with seeds ``seed + 1 … seed + N - 1``, so a run is reproducible and the greedy answer always stands.
+
+>>> clean_sql("```sql\\nSELECT name FROM products;\\n```\\nThis query lists the products.")
+'SELECT name FROM products'
+>>> clean_sql("SQL: SELECT 1")
+'SELECT 1'
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from edge_sql.model import Model
+from edge_sql.prompt import Prompt
+
+#: Where a statement ends: its semicolon, a blank line, the end of a code block, or the start of a new chat turn.
+STATEMENT_STOPS = (";", "\n\n", "```", "<|im_start|>")
+FENCE = re.compile(r"```(?:sql|sqlite|duckdb)?\s*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
+LABEL = re.compile(r"^\s*(?:sql(?:ite)?\s*(?:query)?|query|answer)\s*:\s*", re.IGNORECASE)
+STATEMENT_START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
+PROSE_AFTER = re.compile(r"\n\s*(?:this|the|here|note|explanation|it|which|that)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    candidates: int = 5
+    temperature: float = 0.7
+    seed: int = 42
+    max_tokens: int = 192
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One generated query: the model's raw text, the SQL taken from it, and the model's confidence in it."""
+
+    text: str
+    sql: str
+    logprob: float = 0.0
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    candidates: tuple[Candidate, ...]
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float
+
+
+def generate(model: Model, prompt: Prompt, sampling: Sampling) -> Generation:
+    """N candidates for ``prompt``: the greedy one first, then samples."""
+    stop = tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
+    started = time.perf_counter()
+    options = dict(seed=sampling.seed, max_tokens=sampling.max_tokens, stop=stop)
+    completions = model.sample(prompt.text, 1, temperature=0.0, **options)
+    if sampling.candidates > 1:
+        options["seed"] = sampling.seed + 1
+        completions += model.sample(prompt.text, sampling.candidates - 1, temperature=sampling.temperature, **options)
+    seconds = time.perf_counter() - started
+    candidates = tuple(
+        Candidate(text=c.text, sql=clean_sql(prompt.prefix + c.text), logprob=c.logprob, tokens=c.tokens)
+        for c in completions
+    )
+    return Generation(
+        candidates=candidates,
+        prompt_tokens=model.count_tokens(prompt.text),
+        generated_tokens=sum(c.tokens for c in completions),
+        seconds=seconds,
+    )
+
+
+def clean_sql(text: str) -> str:
+    """The SQL statement inside a model's answer: fences, labels, trailing prose and semicolons removed."""
+    fenced = FENCE.search(text)
+    if fenced and fenced.group(1).strip():
+        text = fenced.group(1)
+    text = LABEL.sub("", text.strip())
+    start = STATEMENT_START.search(text)
+    if start and text[: start.start()].strip() and not text.lstrip().startswith("("):
+        text = text[start.start():]
+    prose = PROSE_AFTER.search(text)
+    if prose:
+        text = text[: prose.start()]
+    text = text.split(";", 1)[0]
+    return text.strip()
