@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from edge_sql.model import Model
 from edge_sql.prompt import Prompt
 
-#: Where a statement ends: its semicolon, a blank line, the end of a code block, or the start of a new chat turn.
-STATEMENT_STOPS = (";", "\n\n", "```", "<|im_start|>")
+#: Where a statement ends: its semicolon, a blank line, or the start of a new chat turn (not a code fence: a model
+#: may open its answer with one).
+STATEMENT_STOPS = (";", "\n\n", "<|im_start|>")
 FENCE = re.compile(r"```(?:sql|sqlite|duckdb)?\s*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
 LABEL = re.compile(r"^\s*(?:sql(?:ite)?\s*(?:query)?|query|answer)\s*:\s*", re.IGNORECASE)
 STATEMENT_START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)

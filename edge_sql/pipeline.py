@@ -132,12 +132,15 @@ def clean_question(question: str) -> str:
     return text
 
 
+#: How near a failed candidate came to an answer: the nearest one is shown to the user.
+CLOSENESS = {"timeout": 6, "execution_error": 5, "unknown_column": 4, "unknown_table": 3, "parse_error": 2, "refused": 1}
+
+
 def describe_failure(ballot: Ballot) -> str:
     """One line: how many candidates failed, and the best failing one with why."""
     if not ballot.entries:
         return "the model produced no candidates"
-    best = max(ballot.entries, key=lambda e: (e.verdict.kind in ("execution_error", "timeout"), e.candidate.sql != "",
-                                              e.confidence))
+    best = max(ballot.entries, key=lambda e: (CLOSENESS.get(e.verdict.kind, 0), e.confidence))
     sql = " ".join(best.candidate.sql.split()) or best.candidate.text.strip()[:200] or "(nothing)"
     return (f"none of the {len(ballot.entries)} candidates is a valid, executable query; "
             f"best: {sql!r} — {best.verdict.kind}: {best.verdict.error}")

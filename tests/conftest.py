@@ -1,0 +1,81 @@
+"""Shared fixtures: the example database on both engines, and a fake model that enters through the real door."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from edge_sql.model import Completion, register_model, unregister_model
+from edge_sql.preset import Preset
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+ENGINES = ("sqlite", "duckdb")
+
+
+@dataclass
+class FakeModel:
+    """A model that answers with queued texts, in order, and records every call it gets.
+
+    It honours stop strings as llama.cpp does (the text ends before the first one), so what reaches the pipeline
+    looks like a real model's output.
+    """
+
+    responses: list[str]
+    name: str = "fake"
+    preset: Preset = field(default_factory=lambda: Preset(name="fake", candidates=5, temperature=0.7))
+    context_length: int = 4096
+    calls: list[dict] = field(default_factory=list)
+    served: int = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def sample(self, prompt, n, *, temperature, seed, max_tokens, stop):
+        self.calls.append(dict(prompt=prompt, n=n, temperature=temperature, seed=seed, max_tokens=max_tokens, stop=stop))
+        completions = []
+        for _ in range(n):
+            text = self.responses[self.served % len(self.responses)]
+            self.served += 1
+            for marker in stop:
+                text = text.split(marker, 1)[0]
+            completions.append(Completion(text=text, logprob=-float(len(text)) / 10, tokens=len(text.split())))
+        return completions
+
+
+@pytest.fixture
+def fake_model():
+    """Register a fake model as ``--model fake``; call it with the texts the model should answer."""
+    registered = []
+
+    def make(*responses: str, **options) -> FakeModel:
+        model = FakeModel(list(responses), **options)
+        register_model(model.name, lambda threads=None: model)
+        registered.append(model.name)
+        return model
+
+    yield make
+    for name in registered:
+        unregister_model(name)
+
+
+@pytest.fixture(params=ENGINES)
+def shop(request, tmp_path) -> Path:
+    """A private copy of the example shop database, once as SQLite and once as DuckDB."""
+    source = EXAMPLES / f"shop.{request.param}"
+    target = tmp_path / source.name
+    shutil.copyfile(source, target)
+    return target
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file in ``directory`` with the hash of its bytes: to prove that nothing was written."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
