@@ -16,7 +16,7 @@ edge_sql.errors.QueryRefused: refused (one statement): found 2 statements; only 
 >>> check("SELECT * FROM read_csv('/etc/passwd')", "duckdb")
 Traceback (most recent call last):
 ...
-edge_sql.errors.QueryRefused: refused (function allow-list): read_csv(...) is not an allowed function
+edge_sql.errors.QueryRefused: refused (function allow-list): read_csv(...) is not an allowed table function
 """
 
 from __future__ import annotations
