@@ -51,6 +51,7 @@ ALLOWED_FUNCTIONS = frozenset(
     currentdate currenttime currenttimestamp
     rownumber rank denserank ntile lag lead firstvalue lastvalue nthvalue percentrank cumedist
     likely unlikely likelihood
+    and or xor exists collate
     """.split()
 )
 
