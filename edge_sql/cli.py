@@ -33,8 +33,15 @@ MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
 
 
+class Output(Console):
+    """stdout for data. A closed pipe is reported like any other (rich's own handling exits with 1)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return Output(highlight=False, soft_wrap=False)
 
 
 def stderr_console() -> Console:
@@ -64,6 +71,9 @@ def reports_errors(command):
             fail(str(error), error.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", INTERRUPTED)
+        except BrokenPipeError:  # the reader of stdout went away (`edgesql ask … | head -1`): not an error to report
+            silence_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
 
     return wrapper
 
@@ -196,7 +206,10 @@ def main() -> None:
         if debugging():
             raise
         message = getattr(error, "format_message", None)
-        if message is None:
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `edgesql`: the help, as a usage error
+            sys.stdout.write(message() + "\n")
+            code = USAGE
+        elif message is None:
             if type(error).__name__ == "Abort":
                 sys.stderr.write("edgesql: interrupted\n")
                 code = INTERRUPTED
