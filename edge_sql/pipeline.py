@@ -79,7 +79,7 @@ def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: L
                 verdict = verdict.failed("execution_error", str(error))
             execute_seconds += lap(clock)
         entries.append(Entry(candidate, verdict, result))
-    timings["validate"], timings["execute"] = validate_seconds, execute_seconds
+    timings["validate"], timings["execute"] = round(validate_seconds, 4), round(execute_seconds, 4)
 
     clock = time.perf_counter()
     ballot = vote(entries)
