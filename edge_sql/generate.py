@@ -56,12 +56,10 @@ class Generation:
 def generate(model: Model, prompt: Prompt, sampling: Sampling) -> Generation:
     """N candidates for ``prompt``: the greedy one first, then samples."""
     stop = tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
+    temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
     started = time.perf_counter()
-    options = dict(seed=sampling.seed, max_tokens=sampling.max_tokens, stop=stop)
-    completions = model.sample(prompt.text, 1, temperature=0.0, **options)
-    if sampling.candidates > 1:
-        options["seed"] = sampling.seed + 1
-        completions += model.sample(prompt.text, sampling.candidates - 1, temperature=sampling.temperature, **options)
+    completions = model.sample(prompt.text, temperatures, seed=sampling.seed, max_tokens=sampling.max_tokens,
+                               stop=stop, cache_prefix=prompt.cache_prefix or None)
     seconds = time.perf_counter() - started
     candidates = tuple(
         Candidate(text=c.text, sql=clean_sql(prompt.prefix + c.text), logprob=c.logprob, tokens=c.tokens)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from edge_sql.errors import ModelError
 from edge_sql.preset import GENERIC, Preset, get_preset, load_presets, weights_path
@@ -37,8 +37,15 @@ class Model(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def sample(
-        self, prompt: str, n: int, *, temperature: float, seed: int, max_tokens: int, stop: tuple[str, ...]
-    ) -> list[Completion]: ...
+        self, prompt: str, temperatures: Sequence[float], *, seed: int, max_tokens: int, stop: tuple[str, ...],
+        cache_prefix: str | None = None,
+    ) -> list[Completion]:
+        """One completion per temperature (0 = greedy); candidate i is seeded with ``seed + i``.
+
+        ``cache_prefix`` is the head of ``prompt`` that later prompts repeat (the schema): a model may keep its
+        state to skip evaluating it again.
+        """
+        ...
 
 
 _FACTORIES: dict[str, Callable[..., Model]] = {}
@@ -87,9 +94,15 @@ def check_gguf(path: Path) -> None:
 
 
 class LlamaModel:
-    """A GGUF model run by llama.cpp on CPU. Candidates are sampled one after another, sharing the prompt's cache."""
+    """A GGUF model run by llama.cpp on CPU.
 
-    def __init__(self, path: Path, *, preset: Preset = GENERIC, threads: int = 2, context: int | None = None):
+    Candidates are decoded together in one batch (``batch.BatchDecoder``) that keeps the prompt's KV cache for the
+    next call; with ``batched=False`` they are sampled one after another through ``Llama.create_completion``, the
+    plain llama-cpp-python loop kept as the reference.
+    """
+
+    def __init__(self, path: Path, *, preset: Preset = GENERIC, threads: int = 2, context: int | None = None,
+                 batched: bool = True, cache_dir: Path | None = None):
         path = Path(path)
         check_gguf(path)
         try:
@@ -99,34 +112,108 @@ class LlamaModel:
         self.path = path
         self.preset = preset
         self.name = preset.name if preset is not GENERIC else path.name
-        self.context_length = min(context or preset.context or MAX_CONTEXT, MAX_CONTEXT)
+        self.threads = threads
+        self.batched = batched
+        wanted = min(context or preset.context or MAX_CONTEXT, MAX_CONTEXT)
         try:
             self._llama = Llama(
-                model_path=str(path), n_ctx=self.context_length, n_threads=threads, n_threads_batch=threads,
+                model_path=str(path), n_ctx=64 if batched else wanted, n_threads=threads, n_threads_batch=threads,
                 n_batch=512, seed=0, use_mmap=True, verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as error:
             raise ModelError(f"cannot load {path}: {error}; the file may be truncated or of an unsupported architecture") from None
-        self.context_length = self._llama.n_ctx()
+        import llama_cpp
+
+        trained = llama_cpp.llama_model_n_ctx_train(self._llama.model)
+        self.context_length = min(wanted, trained) if trained > 0 else wanted
+        self._decoder = None
+        self._store = prefix_store(path, cache_dir)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        return len(self.tokenize(text))
 
-    def sample(self, prompt, n, *, temperature, seed, max_tokens, stop):
+    def tokenize(self, text: str) -> list[int]:
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None):
+        if not self.batched:
+            return [self.complete(prompt, t, seed + i, max_tokens, stop) for i, t in enumerate(temperatures)]
+        decoder = self.decoder()
+        tokens = self.tokenize(prompt)
+        if cache_prefix and self._store is not None:
+            self.restore_prefix(decoder, tokens, cache_prefix)
         completions = []
-        for index in range(n):
-            recorder = LogprobRecorder()
-            from llama_cpp import LogitsProcessorList
-
-            result = self._llama.create_completion(
-                prompt, max_tokens=max_tokens, temperature=temperature, top_k=40, top_p=0.95, min_p=0.05,
-                repeat_penalty=1.0, seed=seed + index, stop=list(stop),
-                logits_processor=LogitsProcessorList([recorder]),
-            )
-            choice = result["choices"][0]
-            tokens = result["usage"]["completion_tokens"]
-            completions.append(Completion(choice["text"], recorder.total, tokens))
+        for start in range(0, len(temperatures), decoder.max_sequences):
+            chunk = list(temperatures[start: start + decoder.max_sequences])
+            for text, logprob, count in decoder.sample(tokens, chunk, seed + start, max_tokens, stop, self.is_eog):
+                completions.append(Completion(text, logprob, count))
         return completions
+
+    def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:
+        """Put the cached prefix's state in place (from disk, or computed now and saved) unless it already is."""
+        head = self.tokenize(cache_prefix)
+        if not head or tokens[: len(head)] != head or decoder.cached[: len(head)] == head:
+            return
+        if not self._store.restore(decoder, head):
+            decoder.load_prompt(head)
+            self._store.store(decoder, head)
+
+    def decoder(self):
+        if self._decoder is None:
+            from edge_sql.batch import BatchDecoder
+
+            try:
+                self._decoder = BatchDecoder(self._llama.model, context=self.context_length, threads=self.threads)
+            except RuntimeError as error:
+                raise ModelError(f"cannot run {self.path.name}: {error}") from None
+        return self._decoder
+
+    def is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(self._llama.model), token))
+
+    def complete(self, prompt, temperature, seed, max_tokens, stop) -> Completion:
+        """One completion through the high-level API (the sequential reference path)."""
+        from llama_cpp import LogitsProcessorList
+
+        recorder = LogprobRecorder()
+        result = self._llama.create_completion(
+            prompt, max_tokens=max_tokens, temperature=temperature, top_k=40, top_p=0.95, min_p=0.05,
+            repeat_penalty=1.0, seed=seed, stop=list(stop), logits_processor=LogitsProcessorList([recorder]),
+        )
+        return Completion(result["choices"][0]["text"], recorder.total, result["usage"]["completion_tokens"])
+
+
+def prefix_store(path: Path, cache_dir: Path | None):
+    """The on-disk cache of prompt-prefix states for this model file, or None when caching is off."""
+    if os.environ.get("EDGESQL_PREFIX_CACHE", "1") == "0":
+        return None
+    from edge_sql.batch import PrefixStore
+
+    directory = Path(cache_dir) if cache_dir else cache_home() / "prefix"
+    return PrefixStore(directory, model_fingerprint(path))
+
+
+def cache_home() -> Path:
+    """Where edgesql keeps caches: ``EDGESQL_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgesql``, else ``~/.cache/edgesql``."""
+    if os.environ.get("EDGESQL_CACHE_DIR"):
+        return Path(os.environ["EDGESQL_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edgesql"
+
+
+def model_fingerprint(path: Path) -> str:
+    """A cheap identity for a model file: its size and the hashes of its first and last MiB."""
+    import hashlib
+
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
 
 
 class LogprobRecorder:

@@ -58,6 +58,7 @@ class Prompt:
     text: str
     prefix: str = ""
     stop: tuple[str, ...] = ()
+    cache_prefix: str = ""  # the head of ``text`` that every question on the same database repeats
 
 
 def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix: str = "") -> Prompt:
@@ -68,4 +69,6 @@ def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix
     system = chosen.system.format(schema=schema, dialect=DIALECT_NAMES.get(dialect, dialect))
     user = chosen.user.format(question=question)
     text = CHAT_FORMATS[chosen.chat].format(system=system, user=user) + prefix
-    return Prompt(text=text, prefix=prefix, stop=chosen.stop)
+    marker = "\0question\0"
+    head = CHAT_FORMATS[chosen.chat].format(system=system, user=chosen.user.format(question=marker))
+    return Prompt(text=text, prefix=prefix, stop=chosen.stop, cache_prefix=head.split(marker, 1)[0])

@@ -35,16 +35,23 @@ class FakeModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def sample(self, prompt, n, *, temperature, seed, max_tokens, stop):
-        self.calls.append(dict(prompt=prompt, n=n, temperature=temperature, seed=seed, max_tokens=max_tokens, stop=stop))
+    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None):
+        self.calls.append(dict(prompt=prompt, temperatures=list(temperatures), seed=seed, max_tokens=max_tokens,
+                               stop=stop, cache_prefix=cache_prefix))
         completions = []
-        for _ in range(n):
+        for _ in temperatures:
             text = self.responses[self.served % len(self.responses)]
             self.served += 1
             for marker in stop:
                 text = text.split(marker, 1)[0]
             completions.append(Completion(text=text, logprob=-float(len(text)) / 10, tokens=len(text.split())))
         return completions
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Caches go to a folder of the test run, never to the user's home."""
+    monkeypatch.setenv("EDGESQL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edgesql-cache"))
 
 
 @pytest.fixture

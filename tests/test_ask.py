@@ -112,10 +112,11 @@ def test_first_candidate_is_greedy_and_seeds_are_explicit(shop, fake_model):
     model = fake_model("SELECT count(*) FROM customers")
     result = ask(shop, "How many customers?", "-n", "4", "--seed", "7", "--temperature", "0.9")
     assert result.exit_code == 0, result.output
-    greedy, sampled = model.calls
-    assert (greedy["n"], greedy["temperature"], greedy["seed"]) == (1, 0.0, 7)
-    assert (sampled["n"], sampled["temperature"], sampled["seed"]) == (3, 0.9, 8)
-    assert "<|im_end|>" in greedy["stop"] and ";" in greedy["stop"]
+    (call,) = model.calls
+    assert call["temperatures"] == [0.0, 0.9, 0.9, 0.9]  # candidate i is seeded with seed + i
+    assert call["seed"] == 7
+    assert "<|im_end|>" in call["stop"] and ";" in call["stop"]
+    assert call["prompt"].startswith(call["cache_prefix"]) and call["cache_prefix"].endswith("<|im_start|>user\n")
 
 
 def test_the_prompt_is_the_strict_protocol_with_schema_and_dialect(shop, fake_model):

