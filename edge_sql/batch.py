@@ -62,6 +62,7 @@ class BatchDecoder:
         self.batch = L.llama_batch_init(max(n_batch, max_sequences), 0, max_sequences)
         self.n_batch = n_batch
         self.cached: list[int] = []  # the tokens sequence 0 holds in the KV cache
+        self.evaluated = 0  # prompt tokens decoded since the owner last reset this count
         self.recurrent = bool(L.llama_model_is_recurrent(model) or L.llama_model_is_hybrid(model))
 
     def close(self) -> None:
@@ -89,6 +90,7 @@ class BatchDecoder:
         self.cached = list(tokens[:common])
         self.decode_prompt(tokens[common:], start=common)
         self.cached = list(tokens)
+        self.evaluated += len(tokens) - common
         return len(tokens) - common
 
     def decode_prompt(self, tokens: list[int], start: int) -> None:

@@ -128,6 +128,7 @@ class LlamaModel:
         self.context_length = min(wanted, trained) if trained > 0 else wanted
         self._decoder = None
         self._store = prefix_store(path, cache_dir)
+        self.prompt_evaluated = 0  # prompt tokens the last sample() had to evaluate (the rest came from a cache)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -139,6 +140,7 @@ class LlamaModel:
         if not self.batched:
             return [self.complete(prompt, t, seed + i, max_tokens, stop) for i, t in enumerate(temperatures)]
         decoder = self.decoder()
+        decoder.evaluated = 0
         tokens = self.tokenize(prompt)
         if cache_prefix and self._store is not None:
             self.restore_prefix(decoder, tokens, cache_prefix)
@@ -147,6 +149,7 @@ class LlamaModel:
             chunk = list(temperatures[start: start + decoder.max_sequences])
             for text, logprob, count in decoder.sample(tokens, chunk, seed + start, max_tokens, stop, self.is_eog):
                 completions.append(Completion(text, logprob, count))
+        self.prompt_evaluated = decoder.evaluated
         return completions
 
     def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:

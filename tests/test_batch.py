@@ -1,0 +1,90 @@
+"""Batched sampling and the prompt-prefix cache, on the real llama.cpp path with a tiny random GGUF."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_sql.batch import PrefixStore
+from edge_sql.generate import STATEMENT_STOPS
+from edge_sql.model import LlamaModel
+from edge_sql.prompt import build_prompt
+from fixtures.tiny_gguf import write_tiny_gguf
+
+SCHEMA = "CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, name TEXT, country TEXT);"
+STOP = ("<|im_end|>",) + STATEMENT_STOPS
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", context=2048)
+
+
+def prompt_for(question):
+    return build_prompt("chatml-strict", SCHEMA, question, "sqlite", prefix="SELECT")
+
+
+def sample(model, question, n=4, seed=3):
+    prompt = prompt_for(question)
+    return model.sample(prompt.text, [0.0] + [0.8] * (n - 1), seed=seed, max_tokens=16, stop=STOP,
+                        cache_prefix=prompt.cache_prefix)
+
+
+def test_batched_and_sequential_sampling_give_the_same_greedy_candidate(tiny, tmp_path):
+    batched = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
+    sequential = LlamaModel(tiny, threads=1, batched=False)
+    assert sample(batched, "How many customers?")[0].text == sample(sequential, "How many customers?")[0].text
+
+
+def test_candidates_are_reproducible_and_independent_of_batch_size(tiny, tmp_path):
+    model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
+    four = sample(model, "How many customers?", n=4)
+    again = sample(model, "How many customers?", n=4)
+    two = sample(model, "How many customers?", n=2)
+    assert [c.text for c in four] == [c.text for c in again]
+    assert [c.text for c in four[:2]] == [c.text for c in two]  # candidate i depends only on seed + i
+    assert all(c.tokens <= 16 and c.logprob <= 0 for c in four)
+
+
+def question_tokens(model, question):
+    """Tokens of the prompt after the schema prefix that every question repeats."""
+    prompt = prompt_for(question)
+    return model.count_tokens(prompt.text) - model.count_tokens(prompt.cache_prefix)
+
+
+def test_the_next_question_on_the_same_schema_evaluates_only_the_question(tiny, tmp_path):
+    model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
+    sample(model, "How many customers?")
+    assert model.prompt_evaluated >= model.count_tokens(prompt_for("How many customers?").text) - 1
+    sample(model, "Which countries do customers come from?")
+    assert model.prompt_evaluated <= question_tokens(model, "Which countries do customers come from?") + 1
+
+
+def test_a_new_process_restores_the_schema_prefix_from_disk(tiny, tmp_path):
+    sample(LlamaModel(tiny, threads=1, cache_dir=tmp_path), "How many customers?")
+    assert len(list(tmp_path.glob("*.state"))) == 1
+    fresh = LlamaModel(tiny, threads=1, cache_dir=tmp_path)  # as the next `edgesql ask` would
+    texts = [c.text for c in sample(fresh, "How many customers?")]
+    assert fresh.prompt_evaluated <= question_tokens(fresh, "How many customers?") + 1
+    uncached = LlamaModel(tiny, threads=1, cache_dir=tmp_path / "empty")
+    assert texts == [c.text for c in sample(uncached, "How many customers?")]
+
+
+def test_a_corrupt_cache_file_is_detected_and_rebuilt(tiny, tmp_path):
+    sample(LlamaModel(tiny, threads=1, cache_dir=tmp_path), "How many customers?")
+    (state,) = tmp_path.glob("*.state")
+    state.write_bytes(state.read_bytes()[:1000])  # truncated on disk
+    model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
+    reference = LlamaModel(tiny, threads=1, cache_dir=tmp_path / "other")
+    assert [c.text for c in sample(model, "How many customers?")] == [c.text for c in sample(reference, "How many customers?")]
+    assert model.prompt_evaluated > question_tokens(model, "How many customers?") + 1  # evaluated again, not loaded
+    assert state.stat().st_size > 1000  # and written anew
+
+
+def test_the_cache_keeps_to_its_size_cap(tmp_path):
+    store = PrefixStore(tmp_path, "model", max_bytes=250)
+    for index in range(5):
+        (tmp_path / f"{index}.state").write_bytes(b"x" * 100)
+        (tmp_path / f"{index}.json").write_text("{}")
+    store.evict()
+    assert len(list(tmp_path.glob("*.state"))) == 2
+    assert len(list(tmp_path.glob("*.json"))) == 2
