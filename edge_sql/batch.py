@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,9 @@ class BatchDecoder:
         self.batch = L.llama_batch_init(max(n_batch, max_sequences), 0, max_sequences)
         self.n_batch = n_batch
         self.cached: list[int] = []  # the tokens sequence 0 holds in the KV cache
-        self.evaluated = 0  # prompt tokens decoded since the owner last reset this count
+        self.evaluated = 0  # prompt tokens decoded since the owner last reset these counts
+        self.prompt_seconds = 0.0  # time spent evaluating them
+        self.decode_seconds = 0.0  # time spent decoding candidates' tokens
         self.recurrent = bool(L.llama_model_is_recurrent(model) or L.llama_model_is_hybrid(model))
 
     def close(self) -> None:
@@ -88,7 +91,9 @@ class BatchDecoder:
             L.llama_memory_clear(self.memory, True)
             common = 0
         self.cached = list(tokens[:common])
+        started = time.perf_counter()
         self.decode_prompt(tokens[common:], start=common)
+        self.prompt_seconds += time.perf_counter() - started
         self.cached = list(tokens)
         self.evaluated += len(tokens) - common
         return len(tokens) - common
@@ -167,10 +172,13 @@ class BatchDecoder:
                 self.fill([(s.tokens[-1], position, s.index, True) for s in live])
                 for row, sequence in enumerate(live):
                     sequence.row = row
+                started = time.perf_counter()
                 try:
                     self.decode()
                 except ContextFull:
                     break
+                finally:
+                    self.decode_seconds += time.perf_counter() - started
                 position += 1
         finally:
             for sequence in sequences:

@@ -129,6 +129,7 @@ class LlamaModel:
         self._decoder = None
         self._store = prefix_store(path, cache_dir)
         self.prompt_evaluated = 0  # prompt tokens the last sample() had to evaluate (the rest came from a cache)
+        self.prompt_seconds = self.decode_seconds = 0.0  # and the time it spent on them, and on decoding
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -140,7 +141,7 @@ class LlamaModel:
         if not self.batched:
             return [self.complete(prompt, t, seed + i, max_tokens, stop) for i, t in enumerate(temperatures)]
         decoder = self.decoder()
-        decoder.evaluated = 0
+        decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds = 0, 0.0, 0.0
         tokens = self.tokenize(prompt)
         if cache_prefix and self._store is not None:
             self.restore_prefix(decoder, tokens, cache_prefix)
@@ -150,6 +151,7 @@ class LlamaModel:
             for text, logprob, count in decoder.sample(tokens, chunk, seed + start, max_tokens, stop, self.is_eog):
                 completions.append(Completion(text, logprob, count))
         self.prompt_evaluated = decoder.evaluated
+        self.prompt_seconds, self.decode_seconds = decoder.prompt_seconds, decoder.decode_seconds
         return completions
 
     def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:
