@@ -39,6 +39,7 @@ class Sequence:
     logprob: float = 0.0
     row: int = -1  # where this sequence's logits are in the last batch
     done: bool = False
+    stopped: bool = False  # ended early because the others had already agreed
     text: str = ""
 
 
@@ -148,8 +149,12 @@ class BatchDecoder:
 
     # -- sampling -----------------------------------------------------------------------------------------------------
 
-    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog):
-        """One completion per temperature; candidate i is seeded with ``seed + i``. Returns (text, logprob, tokens)."""
+    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog, on_finish=None):
+        """One completion per temperature; candidate i is seeded with ``seed + i``.
+
+        Returns ``(text, logprob, tokens, stopped)`` for each. ``on_finish(i, text)`` is called as each candidate
+        ends; when it returns True the candidates still running are stopped (``stopped`` is True for them).
+        """
         n = len(temperatures)
         if n > self.max_sequences:
             raise ValueError(f"at most {self.max_sequences} candidates can be sampled together")
@@ -166,6 +171,11 @@ class BatchDecoder:
                 live = [s for s in sequences if not s.done]
                 for sequence in live:
                     self.step(sequence, stop, is_eog, max_tokens)
+                    if sequence.done and on_finish is not None and on_finish(sequence.index, sequence.text):
+                        for other in sequences:
+                            if not other.done:
+                                other.done, other.stopped = True, True
+                                other.text = other.data.decode("utf-8", "ignore")
                 live = [s for s in sequences if not s.done]
                 if not live:
                     break
@@ -195,7 +205,7 @@ class BatchDecoder:
         for sequence in sequences:
             if not sequence.done:
                 sequence.text = sequence.data.decode("utf-8", "ignore")
-            results.append((sequence.text, sequence.logprob, len(sequence.tokens)))
+            results.append((sequence.text, sequence.logprob, len(sequence.tokens), sequence.stopped))
         return results
 
     def step(self, sequence: Sequence, stop, is_eog, max_tokens) -> None:

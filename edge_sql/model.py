@@ -27,6 +27,7 @@ class Completion:
     text: str
     logprob: float = 0.0
     tokens: int = 0
+    stopped: bool = False  # cut short: enough other candidates had already agreed
 
 
 class Model(Protocol):
@@ -38,12 +39,13 @@ class Model(Protocol):
 
     def sample(
         self, prompt: str, temperatures: Sequence[float], *, seed: int, max_tokens: int, stop: tuple[str, ...],
-        cache_prefix: str | None = None,
+        cache_prefix: str | None = None, on_finish: Callable[[int, str], bool] | None = None,
     ) -> list[Completion]:
         """One completion per temperature (0 = greedy); candidate i is seeded with ``seed + i``.
 
         ``cache_prefix`` is the head of ``prompt`` that later prompts repeat (the schema): a model may keep its
-        state to skip evaluating it again.
+        state to skip evaluating it again. ``on_finish(i, text)`` is called as candidate i ends; a model that
+        decodes candidates together stops the rest (``stopped=True``) once it returns True.
         """
         ...
 
@@ -137,9 +139,14 @@ class LlamaModel:
     def tokenize(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
-    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None):
+    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None):
         if not self.batched:
-            return [self.complete(prompt, t, seed + i, max_tokens, stop) for i, t in enumerate(temperatures)]
+            completions = []
+            for index, temperature in enumerate(temperatures):
+                completions.append(self.complete(prompt, temperature, seed + index, max_tokens, stop))
+                if on_finish is not None and on_finish(index, completions[-1].text):
+                    break
+            return completions
         decoder = self.decoder()
         decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds = 0, 0.0, 0.0
         tokens = self.tokenize(prompt)
@@ -148,8 +155,12 @@ class LlamaModel:
         completions = []
         for start in range(0, len(temperatures), decoder.max_sequences):
             chunk = list(temperatures[start: start + decoder.max_sequences])
-            for text, logprob, count in decoder.sample(tokens, chunk, seed + start, max_tokens, stop, self.is_eog):
-                completions.append(Completion(text, logprob, count))
+            finish = None if on_finish is None else (lambda i, text, start=start: on_finish(start + i, text))
+            for text, logprob, count, stopped in decoder.sample(tokens, chunk, seed + start, max_tokens, stop,
+                                                                self.is_eog, finish):
+                completions.append(Completion(text, logprob, count, stopped))
+            if any(c.stopped for c in completions) or len(completions) < start + len(chunk):
+                break
         self.prompt_evaluated = decoder.evaluated
         self.prompt_seconds, self.decode_seconds = decoder.prompt_seconds, decoder.decode_seconds
         return completions
