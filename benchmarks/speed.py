@@ -67,8 +67,9 @@ def peak_rss_mb() -> float:
 
 
 def run_child(config: dict) -> dict:
+    cache = "1" if config.get("cache") else "0"  # no cache folder given: a cold schema, nothing read or written
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True,
-                         check=True, env={**os.environ, "EDGESQL_PREFIX_CACHE": "1"})
+                         check=True, env={**os.environ, "EDGESQL_PREFIX_CACHE": cache})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
