@@ -5,14 +5,18 @@ write, attach, load extensions or touch other files, whatever SQL reaches it:
 
 - SQLite: a ``file:…?mode=ro`` URI built with ``Path.as_uri`` (``#`` and ``?`` in a path stay in the path),
   ``PRAGMA query_only``, limits on attached databases and string length, a heap limit, and an authorizer that allows
-  reads and allow-listed functions only. A clean WAL database is opened ``immutable`` so no -wal/-shm file appears.
+  reads and allow-listed functions only. A clean WAL database is opened ``immutable`` so no -wal/-shm file appears;
+  one whose -wal file holds changes but has no -shm file is refused, since reading it would create one.
 - DuckDB: ``read_only`` with external access, extension loading and temp files off, a memory and thread cap, and
   the configuration locked last.
+
+A file shorter than its own header says (a truncated copy) is refused when it is opened, not at its first query.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from edge_sql.schema import Schema, read_schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # at offset 8
+#: A DuckDB file starts with a main header and two database headers of 4 KiB each, then its blocks.
+DUCKDB_HEADER_SIZE = 3 * 4096
 
 #: sqlglot dialect name for each engine.
 DIALECTS = {"sqlite": "sqlite", "duckdb": "duckdb"}
@@ -108,6 +114,8 @@ def open_database(path: Path | str) -> Database:
     opener = open_sqlite if engine == "sqlite" else open_duckdb
     connection = opener(path)
     try:
+        if engine == "duckdb":
+            check_duckdb_size(path, connection)
         schema = read_schema(connection, engine)
         lock_down = lock_down_sqlite if engine == "sqlite" else lock_down_duckdb
         lock_down(connection)
@@ -124,6 +132,8 @@ def open_database(path: Path | str) -> Database:
 
 
 def open_sqlite(path: Path) -> sqlite3.Connection:
+    check_sqlite_size(path)
+    check_no_pending_wal(path)
     uri = path.resolve().as_uri() + ("?immutable=1" if is_clean_wal(path) else "?mode=ro")
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=2.0, check_same_thread=False, isolation_level=None)
@@ -145,12 +155,60 @@ def open_sqlite_immutable(path: Path, first_error: Exception) -> sqlite3.Connect
         raise DatabaseError(describe_error(path, first_error)) from None
 
 
-def is_clean_wal(path: Path) -> bool:
-    """A WAL-mode file (header bytes 18-19 = 2) with no -wal file beside it: all its data is in the main file."""
+def is_wal_mode(path: Path) -> bool:
+    """The file's header says WAL mode (bytes 18-19 = 2)."""
     with path.open("rb") as handle:
         header = handle.read(20)
-    wal_mode = len(header) >= 20 and header[18] == 2 and header[19] == 2
-    return wal_mode and not Path(str(path) + "-wal").exists()
+    return len(header) >= 20 and header[18] == 2 and header[19] == 2
+
+
+def is_clean_wal(path: Path) -> bool:
+    """A WAL-mode file with no -wal file beside it (or an empty one and no -shm): all its data is in the main file."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if not is_wal_mode(path):
+        return False
+    return not wal.exists() or (wal.stat().st_size == 0 and not shm.exists())
+
+
+def check_no_pending_wal(path: Path) -> None:
+    """Refuse a WAL database whose -wal file holds changes but whose -shm file is gone (a crash, or a copy of the
+    files): SQLite would create the -shm file to read the changes, and ``immutable`` would silently skip them."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if is_wal_mode(path) and wal.exists() and wal.stat().st_size > 0 and not shm.exists():
+        raise DatabaseError(
+            f"{path} has changes in {wal.name} that are not in the database file yet, and reading them would create "
+            f"{shm.name}; checkpoint it first where it is writable: sqlite3 '{path}' 'PRAGMA wal_checkpoint(TRUNCATE)'"
+        )
+
+
+def check_sqlite_size(path: Path) -> None:
+    """Refuse a file shorter than the page count in its header (when that count is valid: bytes 24-27 = 92-95)."""
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100:
+        raise DatabaseError(f"{path} is truncated: it is shorter than a SQLite header; restore it from a good copy")
+    (page_size,) = struct.unpack(">H", header[16:18])
+    page_size = 65536 if page_size == 1 else page_size
+    changes, pages = struct.unpack(">II", header[24:32])
+    (valid_for,) = struct.unpack(">I", header[92:96])
+    expected = page_size * pages
+    if pages and changes == valid_for and path.stat().st_size < expected:
+        raise DatabaseError(f"{path} is truncated: its header says {expected:,} bytes but the file has "
+                            f"{path.stat().st_size:,}; restore it from a good copy")
+
+
+def check_duckdb_size(path: Path, connection) -> None:
+    """Refuse a file too short to hold the blocks DuckDB says are in use (a truncated copy fails only at the query
+    that reads a missing block otherwise)."""
+    block_size, total, free = connection.execute(
+        "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    expected = DUCKDB_HEADER_SIZE + (total - free) * block_size
+    size = path.stat().st_size
+    if size < expected:
+        raise DatabaseError(f"{path} is truncated: it holds {total - free} blocks of {block_size:,} bytes "
+                            f"({expected:,} bytes) but the file has {size:,}; restore it from a good copy")
 
 
 def lock_down_sqlite(connection: sqlite3.Connection) -> None:
@@ -165,7 +223,7 @@ def sqlite_authorizer(action: int, arg1, arg2, database, trigger) -> int:
     """Allow reads and allow-listed functions; deny every other action (writes, ATTACH, PRAGMA, …)."""
     if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
         return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in SQLITE_FUNCTIONS:
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").isascii() and (arg2 or "").lower() in SQLITE_FUNCTIONS:
         return sqlite3.SQLITE_OK
     return sqlite3.SQLITE_DENY
 
@@ -173,6 +231,9 @@ def sqlite_authorizer(action: int, arg1, arg2, database, trigger) -> int:
 def open_duckdb(path: Path):
     import duckdb
 
+    if "?" in str(path.resolve()):  # DuckDB reads it as options: its WAL check then names a file outside the sandbox
+        raise DatabaseError(f"DuckDB cannot open {path} read-only and locked down: it reads the '?' in the path as the "
+                            "start of options; rename the file or its folder without '?'")
     try:
         return duckdb.connect(str(path), read_only=True, config=dict(DUCKDB_CONFIG))
     except duckdb.Error as error:
@@ -190,7 +251,9 @@ def describe_error(path: Path, error: Exception) -> str:
     if "locked" in lowered or "could not set lock" in lowered or "conflicting lock" in lowered:
         return f"{path} is locked by another process; try again once it has finished writing"
     if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
-        return f"{path} is damaged or not a database ({text})"
+        return f"{path} is damaged or not a database ({text}); restore it from a good copy"
+    if "could not read enough bytes" in lowered:
+        return f"{path} is truncated or damaged ({text}); restore it from a good copy"
     if "unable to open" in lowered or "permission" in lowered:
         return f"cannot open {path} read-only ({text}); check the file's permissions"
     return f"cannot read {path}: {text}"

@@ -2,6 +2,11 @@
 
 SQLite is stopped by a progress handler past its deadline, DuckDB by ``interrupt()`` from a timer thread. Rows are
 fetched with ``fetchmany`` up to ``max_rows`` + 1, never all of an unbounded result.
+
+This layer stands even without the guard's statement check: SQLite's ``execute`` runs one statement only and the
+connection's authorizer denies everything but reads, and DuckDB's own parser must find exactly one SELECT statement
+(DuckDB would run every statement of ``SELECT 1; BEGIN`` and leave a transaction open, and it lets a read-only
+connection ``CREATE TEMP VIEW``). That statement object, not the text again, is what DuckDB runs.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ def run_sqlite(connection: sqlite3.Connection, sql: str, max_rows: int, timeout:
         rows = cursor.fetchmany(max_rows + 1)
     except (sqlite3.Error, OverflowError, MemoryError, ValueError) as error:
         if expired:
-            raise QueryTimeout(f"the query ran past the {timeout:g} s time limit and was stopped") from None
+            raise QueryTimeout(timeout_message(timeout)) from None
         raise QueryFailed(f"the database refused the query: {one_line(error)}") from None
     finally:
         cursor.close()
@@ -72,18 +77,41 @@ def run_duckdb(connection, sql: str, max_rows: int, timeout: float):
     timer.daemon = True
     timer.start()
     try:
-        connection.execute(sql)  # on the connection itself: interrupt() reaches only its own query
+        statement = single_select(connection, sql)
+        connection.execute(statement)  # on the connection itself: interrupt() reaches only its own query
         columns = [d[0] for d in connection.description or ()]
         rows = connection.fetchmany(max_rows + 1)
     except duckdb.InterruptException:
-        raise QueryTimeout(f"the query ran past the {timeout:g} s time limit and was stopped") from None
+        raise QueryTimeout(timeout_message(timeout)) from None
     except (duckdb.Error, OverflowError, MemoryError, ValueError) as error:
         if not timer.is_alive() and "interrupt" in str(error).lower():
-            raise QueryTimeout(f"the query ran past the {timeout:g} s time limit and was stopped") from None
+            raise QueryTimeout(timeout_message(timeout)) from None
         raise QueryFailed(f"the database refused the query: {one_line(error)}") from None
     finally:
         timer.cancel()
+        timer.join()
+        # Stop what the query would still compute past the rows read: DuckDB keeps running an endless recursive CTE
+        # in the background after fetchmany returns, until the next query or close() waits for it.
+        connection.interrupt()
     return columns, rows
+
+
+def single_select(connection, sql: str):
+    """DuckDB's own reading of ``sql``: exactly one statement, and a SELECT; else :class:`QueryFailed`."""
+    import duckdb
+
+    statements = connection.extract_statements(sql)
+    if len(statements) != 1:
+        raise QueryFailed(f"the database refused the query: it holds {len(statements)} statements; only one SELECT "
+                          "may run")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryFailed(f"the database refused the query: it is a statement of type {kind.name}; only SELECT may run")
+    return statements[0]
+
+
+def timeout_message(timeout: float) -> str:
+    return f"the query ran past the {timeout:g} s time limit and was stopped; allow it more with --timeout"
 
 
 def one_line(error: Exception) -> str:

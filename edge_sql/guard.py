@@ -5,6 +5,10 @@ and the part of the query that broke it, anything but one read-only query: one s
 or a set operation of them), no write or DDL anywhere inside it, only allow-listed functions and table functions,
 no string literal used as a table (DuckDB's replacement scans read files that way).
 
+The rules a refusal names: ``length`` (over :data:`MAX_SQL_LENGTH`), ``characters`` (a NUL or invalid UTF-8),
+``parse``, ``nesting`` (too deep for the parser), ``one statement``, ``read-only``, ``function allow-list``,
+``file access`` and ``size limit`` (padding or a formatted field too wide to build in time).
+
 The connection layer (``database.py``) and the resource limits (``execute.py``) each stop attacks on their own too.
 
 >>> check("SELECT name FROM products ORDER BY price DESC LIMIT 3", "sqlite").sql("sqlite")
@@ -22,6 +26,7 @@ edge_sql.errors.QueryRefused: refused (function allow-list): read_csv(...) is no
 from __future__ import annotations
 
 import logging
+import re
 
 import sqlglot
 from sqlglot import exp
@@ -55,6 +60,10 @@ ALLOWED_FUNCTIONS = frozenset(
     """.split()
 )
 
+#: Names allowed only where sqlglot reads them as its own function class, never as a call it does not know:
+#: ``x GLOB 'a*'`` is SQLite's pattern match, DuckDB's ``glob('/etc/*')`` lists files.
+OPERATOR_ONLY = frozenset({"glob"})
+
 #: Table-valued functions a FROM clause may use: generated rows only, never files.
 ALLOWED_TABLE_FUNCTIONS = frozenset({"generateseries", "range", "unnest", "explode"})
 
@@ -68,12 +77,28 @@ FORBIDDEN = (
 
 QUERY_ROOTS = (exp.Select, exp.SetOperation)
 
+#: The widest padding or formatted field a query may ask for. DuckDB builds such a string in one uninterruptible
+#: call outside its memory limit (``lpad('', 2000000000, 'x')`` took 35 s and 3.9 GB against a 2 s limit), and
+#: SQLite's ``printf('%.*c', 2000000000, 'x')`` loops 12 s before its length limit answers NULL.
+MAX_WIDTH = 999
+
+#: A field wider than :data:`MAX_WIDTH` (four digits or more) or whose width comes from an argument: in a printf
+#: conversion (``%2000000000d``, ``%.*c``) or in a DuckDB ``format`` field (``{:>2000000000}``, ``{:{}}``).
+WIDE_FORMAT = re.compile(r"%[-+ #0,!']*(?:\*|\d{4,}|\d*\.(?:\*|\d{4,}))|\{[^}]*(?:\{|\d{4,})")
+
 
 def check(sql: str, dialect: str) -> exp.Expression:
     """Return the parsed tree of ``sql`` if it is one read-only query, else raise :class:`QueryRefused`."""
     if len(sql) > MAX_SQL_LENGTH:
         raise QueryRefused("length", f"the query is {len(sql):,} characters; at most {MAX_SQL_LENGTH:,} are read")
+    bad = next((ch for ch in sql if ch == "\x00" or "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        where = sql.index(bad)
+        raise QueryRefused("characters", f"the query holds {bad!r} at character {where + 1}, which is not text "
+                                         "(invalid UTF-8 or a NUL byte)")
     tree = parse_single(sql, dialect)
+    while isinstance(tree, exp.Subquery) and not any(v for key, v in tree.args.items() if key != "this"):
+        tree = tree.this  # (SELECT …) runs as SELECT …: SQLite accepts no parentheses around a whole statement
     root = tree
     while isinstance(root, exp.Subquery):
         root = root.this
@@ -90,8 +115,10 @@ def parse_single(sql: str, dialect: str) -> exp.Expression:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except sqlglot.errors.ParseError as error:
         raise QueryRefused("parse", first_line(error)) from None
-    except (sqlglot.errors.SqlglotError, RecursionError, ValueError) as error:
-        raise QueryRefused("parse", first_line(error) or "the query is too deeply nested to read") from None
+    except RecursionError:
+        raise QueryRefused("nesting", "the query is nested too deeply to read; write it with fewer levels") from None
+    except (sqlglot.errors.SqlglotError, ValueError) as error:
+        raise QueryRefused("parse", first_line(error) or "sqlglot cannot read the query") from None
     if not statements:
         raise QueryRefused("one statement", "the query is empty")
     if len(statements) > 1:
@@ -106,8 +133,25 @@ def check_node(node: exp.Expression) -> None:
         check_table(node)
     elif isinstance(node, exp.Func) and not in_table_position(node):
         name = function_name(node)
-        if name not in ALLOWED_FUNCTIONS:
+        if name not in ALLOWED_FUNCTIONS or (isinstance(node, exp.Anonymous) and name in OPERATOR_ONLY):
             raise QueryRefused("function allow-list", f"{display_name(node)}(...) is not an allowed function")
+        check_width(node, name)
+
+
+def check_width(node: exp.Func, name: str) -> None:
+    """Padding to a literal width of at most :data:`MAX_WIDTH`; format strings that are literals without wide fields."""
+    if name == "pad":
+        width = node.args.get("expression")
+        if not (isinstance(width, exp.Literal) and width.is_int and int(width.name) <= MAX_WIDTH):
+            raise QueryRefused("size limit", f"{display_name(node)}(...) must pad to a literal width from 0 to "
+                                             f"{MAX_WIDTH}, not {width.sql() if width else 'nothing'}")
+    elif name in ("format", "printf"):
+        pattern = node.this if name == "format" else (node.expressions or [None])[0]
+        if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+            raise QueryRefused("size limit", f"{display_name(node)}(...) needs a string literal as its format")
+        if WIDE_FORMAT.search(pattern.name):
+            raise QueryRefused("size limit", f"{display_name(node)}(...) format {pattern.sql()} asks for a field "
+                                             f"wider than {MAX_WIDTH} or takes its width from an argument")
 
 
 def check_table(table: exp.Table) -> None:
@@ -137,14 +181,19 @@ def looks_like_path(identifier: exp.Identifier) -> bool:
 
 
 def function_name(node: exp.Func) -> str:
+    """sqlglot's name for ``node``; an unknown name lower-cased, unless it is not ASCII (look-alike letters such as
+    the Kelvin sign lower-case to ASCII in Python but name no engine function): then it stays as written."""
     if isinstance(node, exp.Anonymous):
-        return str(node.this).lower()
+        name = str(node.this)
+        return name.lower() if name.isascii() else name
     return node.key
 
 
 def display_name(node: exp.Func) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.this)
+    if isinstance(node, exp.Pad):
+        return "lpad" if node.args.get("is_left") else "rpad"
     return node.sql_name().lower()
 
 
