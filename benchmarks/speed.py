@@ -155,7 +155,10 @@ def main() -> None:
         "import edge_sql.cli seconds": median(import_times),
         "peak RSS - model file, MB (ask, vote@8 batched)": max(r["rss_mb"] for r in results["vote@8 batched"]) - model_mb,
     }
-    print(f"\ndecode tok/s: N=1 {single_rate:.1f}, N=8 aggregate {eight_rate:.1f}")
+    prompt_rate = median([r["runs"][0]["prompt_evaluated"] / r["runs"][0]["prompt_seconds"]
+                          for r in results["greedy (N=1)"] if r["runs"][0]["prompt_seconds"]])
+    print(f"\nprompt tok/s (cold schema): {prompt_rate:.1f}")
+    print(f"decode tok/s: N=1 {single_rate:.1f}, N=8 aggregate {eight_rate:.1f}")
     print(f"prompt eval seconds: 1st question {first_prompt:.2f}, 2nd in process {second_prompt:.3f}, "
           f"2nd in a new process {other_prompt:.3f}")
     for key, value in summary.items():
