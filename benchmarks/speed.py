@@ -43,7 +43,8 @@ def child(config: dict) -> dict:
         for question in config["questions"]:
             clock = time.perf_counter()
             try:
-                answer = ask(question, db, model, Sampling(candidates=config["n"], seed=42))
+                answer = ask(question, db, model, Sampling(candidates=config["n"], seed=42,
+                                                          early_stop=config.get("early_stop", False)))
             except NoValidCandidate as failure:
                 answer = failure.answer
             runs.append({
@@ -102,6 +103,7 @@ def main() -> None:
         "greedy (N=1)": dict(n=1, batched=True),
         "vote@5 batched": dict(n=5, batched=True),
         "vote@8 batched": dict(n=8, batched=True),
+        "vote@8 batched, early stop": dict(n=8, batched=True, early_stop=True),
         "vote@5 sequential": dict(n=5, batched=False),
         "vote@8 sequential": dict(n=8, batched=False),
     }
@@ -134,9 +136,9 @@ def main() -> None:
         rows.append((name, wall(name), wall(name) / greedy, median([r["runs"][0]["generated"] for r in results[name]]),
                      rss))
     print(f"\nmodel {args.model} ({model_mb:.0f} MB), {args.repeat} repetitions, medians; question: {QUESTIONS[0]!r}")
-    print(f"{'configuration':22} {'wall s':>8} {'× greedy':>9} {'tokens':>7} {'peak RSS MB':>12}")
+    print(f"{'configuration':28} {'wall s':>8} {'× greedy':>9} {'tokens':>7} {'peak RSS MB':>12}")
     for name, seconds, ratio, tokens, rss in rows:
-        print(f"{name:22} {seconds:8.2f} {ratio:9.2f} {tokens:7.0f} {rss:12.0f}")
+        print(f"{name:28} {seconds:8.2f} {ratio:9.2f} {tokens:7.0f} {rss:12.0f}")
 
     first_prompt = median([same["runs"][0]["prompt_seconds"] for same, _ in cache_runs])
     second_prompt = median([same["runs"][1]["prompt_seconds"] for same, _ in cache_runs])
@@ -148,6 +150,7 @@ def main() -> None:
         "vote@8 sequential / greedy wall": wall("vote@8 sequential") / greedy,
         "vote@8 sequential / batched wall": wall("vote@8 sequential") / wall("vote@8 batched"),
         "vote@5 sequential / batched wall": wall("vote@5 sequential") / wall("vote@5 batched"),
+        "vote@8 batched / with early stop wall": wall("vote@8 batched") / wall("vote@8 batched, early stop"),
         "decode tok/s N=8 / N=1": eight_rate / single_rate,
         "prompt eval, 1st / 2nd question (in process)": first_prompt / max(second_prompt, 1e-9),
         "prompt eval, 1st / 2nd question (new process, disk cache)": first_prompt / max(other_prompt, 1e-9),

@@ -170,6 +170,8 @@ class BatchDecoder:
             while True:
                 live = [s for s in sequences if not s.done]
                 for sequence in live:
+                    if sequence.done:  # stopped by another's finish in this same step
+                        continue
                     self.step(sequence, stop, is_eog, max_tokens)
                     if sequence.done and on_finish is not None and on_finish(sequence.index, sequence.text):
                         for other in sequences:

@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 
 from edge_sql import __version__
+from edge_sql.cli_eval import eval_command
+from edge_sql.cli_models import chosen_model, models_app
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE, EdgeSQLError, NoValidCandidate
 
 app = typer.Typer(
@@ -27,7 +29,8 @@ app = typer.Typer(
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
                                      show_default=False)]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A preset name or the path of a GGUF file.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name or the path of a GGUF file. "
+                     "[default: EDGESQL_MODEL, else the best installed preset, else smollm2-135m]", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json or csv.")]
 MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
@@ -113,7 +116,7 @@ def main_options(
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in plain English.", show_default=False)],
     db: DbOpt,
-    model: ModelOpt = "smollm2-135m",
+    model: ModelOpt = None,
     candidates: Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64,
                           help="How many candidate queries to sample and vote on (1 = greedy). [default: preset's]")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
@@ -123,6 +126,8 @@ def ask(
     max_rows: MaxRowsOpt = 100,
     timeout: TimeoutOpt = 10.0,
     show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
+                                             "candidates agree on a result.")] = False,
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.database import open_database
@@ -134,12 +139,14 @@ def ask(
     check_format(fmt)
     question = clean_question(question)
     with open_database(db) as database:
+        model = chosen_model(model)
         with status("Loading the model…"):
             loaded = load_model(model)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
             temperature=loaded.preset.temperature if temperature is None else temperature,
             seed=seed,
+            early_stop=early_stop,
         )
         console = stdout_console()
         try:
@@ -159,15 +166,15 @@ def ask(
 @reports_errors
 def schema(
     db: DbOpt,
-    model: ModelOpt = "smollm2-135m",
+    model: ModelOpt = None,
 ) -> None:
     """Print the database's schema exactly as the model sees it in the prompt."""
     from edge_sql.database import open_database
     from edge_sql.preset import GENERIC, get_preset
     from edge_sql.schema import render_schema
 
-    preset = get_preset(model) or GENERIC
     with open_database(db) as database:
+        preset = get_preset(chosen_model(model)) or GENERIC
         sys.stdout.write(render_schema(database.schema, preset.schema_style) + "\n")
 
 
@@ -191,6 +198,10 @@ def run(
         checked = check(sql, database.dialect).sql(dialect=database.dialect)
         result = execute(database, checked, max_rows=max_rows, timeout=timeout)
         print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
+
+
+app.command("eval")(reports_errors(eval_command))
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

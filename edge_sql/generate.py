@@ -7,6 +7,8 @@ With N = 1 the one candidate is greedy. With N > 1 the first candidate is greedy
 'SELECT name FROM products'
 >>> clean_sql("SQL: SELECT 1")
 'SELECT 1'
+>>> clean_sql("<think>\\nCount the rows.\\n</think>\\n<answer>\\nSELECT COUNT(*) FROM orders;\\n</answer>")
+'SELECT COUNT(*) FROM orders'
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from edge_sql.model import Model
+from edge_sql.model import Completion, Model
 from edge_sql.prompt import Prompt
 
 #: Where a statement ends: its semicolon, a blank line, or the start of a new chat turn (not a code fence: a model
@@ -24,6 +26,9 @@ STATEMENT_STOPS = (";", "\n\n", "<|im_start|>")
 FENCE = re.compile(r"```(?:sql|sqlite|duckdb)?\s*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
 LABEL = re.compile(r"^\s*(?:sql(?:ite)?\s*(?:query)?|query|answer)\s*:\s*", re.IGNORECASE)
 STATEMENT_START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
+#: Reasoning models (SLM-SQL, CSC-SQL) answer ``<think>…</think><answer>SQL</answer>``; the answer may be unclosed.
+ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 PROSE_AFTER = re.compile(r"\n\s*(?:this|the|here|note|explanation|it|which|that)\b", re.IGNORECASE)
 
 
@@ -33,6 +38,7 @@ class Sampling:
     temperature: float = 0.7
     seed: int = 42
     max_tokens: int = 192
+    early_stop: bool = False  # stop the other candidates once a strict majority agree on a result
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Candidate:
     sql: str
     logprob: float = 0.0
     tokens: int = 0
+    stopped: bool = False  # cut short because a majority of the others already agreed
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,27 @@ class Generation:
     seconds: float
 
 
-def generate(model: Model, prompt: Prompt, sampling: Sampling) -> Generation:
-    """N candidates for ``prompt``: the greedy one first, then samples."""
+def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None) -> Generation:
+    """N candidates for ``prompt``: the greedy one first, then samples.
+
+    ``on_candidate(i, candidate)`` is called as candidate i is finished; when it returns True the model stops the
+    candidates still running (they come back with ``stopped=True``).
+    """
     stop = tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
+
+    def on_finish(index: int, text: str) -> bool:
+        return bool(on_candidate(index, Candidate(text=text, sql=clean_sql(prompt.prefix + text))))
+
     started = time.perf_counter()
     completions = model.sample(prompt.text, temperatures, seed=sampling.seed, max_tokens=sampling.max_tokens,
-                               stop=stop, cache_prefix=prompt.cache_prefix or None)
+                               stop=stop, cache_prefix=prompt.cache_prefix or None,
+                               on_finish=on_finish if on_candidate else None)
     seconds = time.perf_counter() - started
+    completions += [Completion("", stopped=True)] * (len(temperatures) - len(completions))  # a loop that broke off
     candidates = tuple(
-        Candidate(text=c.text, sql=clean_sql(prompt.prefix + c.text), logprob=c.logprob, tokens=c.tokens)
+        Candidate(text=c.text, sql=clean_sql(prompt.prefix + c.text), logprob=c.logprob, tokens=c.tokens,
+                  stopped=c.stopped)
         for c in completions
     )
     return Generation(
@@ -74,7 +92,10 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling) -> Generation:
 
 
 def clean_sql(text: str) -> str:
-    """The SQL statement inside a model's answer: fences, labels, trailing prose and semicolons removed."""
+    """The SQL statement inside a model's answer: think/answer tags, fences, labels, trailing prose and semicolons
+    removed."""
+    answers = ANSWER.findall(text)
+    text = answers[-1] if answers else THINK.sub("", text)
     fenced = FENCE.search(text)
     if fenced and fenced.group(1).strip():
         text = fenced.group(1)

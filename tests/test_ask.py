@@ -179,3 +179,19 @@ def test_missing_database_is_a_database_problem(tmp_path, fake_model):
     assert result.exit_code == 3
     assert "no such database file" in result.stderr
     assert not (tmp_path / "nope.sqlite").exists()
+
+
+def test_early_stop_ends_sampling_once_a_majority_agrees(shop, fake_model):
+    fake_model("SELECT count(*) FROM customers", "SELECT count(customer_id) FROM customers",
+               "SELECT count(*) AS n FROM customers", "SELECT count(*) FROM orders", "SELECT 1")
+    result = ask(shop, "How many customers?", "-n", "5", "--early-stop", "--format", "json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["rows"] == [[40]] and answer["votes"] == 3
+    assert [entry["verdict"] for entry in answer["ballot"]] == ["valid", "valid", "valid", "stopped", "stopped"]
+
+
+def test_without_a_majority_early_stop_samples_everything(shop, fake_model):
+    fake_model("SELECT count(*) FROM customers", "SELECT count(*) FROM orders", "SELECT count(*) FROM products")
+    result = ask(shop, "How many customers?", "-n", "3", "--early-stop", "--format", "json")
+    assert [entry["verdict"] for entry in json.loads(result.stdout)["ballot"]] == ["valid"] * 3

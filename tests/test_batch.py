@@ -88,3 +88,19 @@ def test_the_cache_keeps_to_its_size_cap(tmp_path):
     store.evict()
     assert len(list(tmp_path.glob("*.state"))) == 2
     assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_on_finish_can_stop_the_candidates_still_running(tiny, tmp_path):
+    model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
+    prompt = prompt_for("How many customers?")
+    finished = []
+
+    def stop_after_first(index, text):
+        finished.append(index)
+        return True
+
+    completions = model.sample(prompt.text, [0.0, 0.8, 0.8, 0.8], seed=3, max_tokens=16, stop=STOP,
+                               on_finish=stop_after_first)
+    assert len(completions) == 4 and len(finished) >= 1
+    assert sum(c.stopped for c in completions) == 4 - len(finished)
+    assert all(not completions[i].stopped for i in finished)

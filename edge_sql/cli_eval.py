@@ -1,0 +1,201 @@
+"""``edgesql eval``: the command over :mod:`edge_sql.evaluate`. Heavy imports (the pipeline, llama.cpp) happen inside
+the command, so ``edgesql --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+MAX_CANDIDATES = 64
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """``"1,5,8"`` → ``(1, 5, 8)``: the candidate counts to score, sorted, each from 1 to 64.
+
+    >>> parse_counts("5, 1,5")
+    (1, 5)
+    """
+    try:
+        counts = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        counts = ()
+    if not counts or not all(1 <= k <= MAX_CANDIDATES for k in counts):
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of counts from 1 to {MAX_CANDIDATES}, "
+                                 "e.g. 1,5", param_hint="--candidates")
+    return counts
+
+
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="A Spider or BIRD folder (dev.json and its databases), one of "
+                                       "their JSON files, or a JSONL file of {question, query, db}.",
+                                       show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m",
+                                       help="A preset name or the path of a GGUF file.")] = "smollm2-135m",
+    candidates: Annotated[str, typer.Option("--candidates", "-n", metavar="COUNTS",
+                                            help="Candidate counts to score, comma-separated: 1 = greedy, 5 = vote "
+                                            "of 5; one sampling pass serves them all.")] = "1,5",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Run only the first N questions (after "
+                                                 "--db and --shuffle). [default: all]")] = None,
+    db: Annotated[Optional[list[str]], typer.Option("--db", metavar="DB_ID", show_default=False,
+                                                    help="Only questions on this database (its db_id); repeat for "
+                                                    "several.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of sampling and of --shuffle.")] = 42,
+    shuffle: Annotated[bool, typer.Option("--shuffle",
+                                          help="Shuffle the questions (with --seed) before --limit.")] = False,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
+                           help="Sampling temperature for candidates after the first. [default: preset's]")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a candidate query may run.")] = 10.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the whole report, every question "
+                                                   "included, as JSON to this file.", show_default=False)] = None,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Write the chosen SQL of every "
+                                                        "question, one per line (Spider's format), and the matching "
+                                                        "gold file.", show_default=False)] = None,
+) -> None:
+    """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
+    from edge_sql.cli import status, stderr_console, stdout_console
+    from edge_sql.evaluate import evaluate, load_dataset, report_to_dict, select_examples, write_predictions
+    from edge_sql.generate import Sampling
+    from edge_sql.model import load_model
+    from edge_sql.pipeline import Limits
+
+    counts = parse_counts(candidates)
+    for path, option in ((report, "--report"), (predictions, "--predictions")):
+        check_writable(path, option)
+    dataset = load_dataset(data)
+    examples = select_examples(dataset.examples, db=tuple(db or ()), limit=limit, shuffle=shuffle, seed=seed)
+    with status("Loading the model…"):
+        loaded = load_model(model)
+    sampling = Sampling(candidates=max(counts), seed=seed,
+                        temperature=loaded.preset.temperature if temperature is None else temperature)
+    selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),
+                 "limit": limit, "shuffle": shuffle, "seed": seed}
+    with Progress(len(examples), counts) as progress:
+        result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout), selection=selection,
+                          progress=progress.advance)
+    if report is not None:
+        report.write_text(json.dumps(report_to_dict(result), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if predictions is not None:
+        write_predictions(result, predictions)
+    print_report(result, stdout_console())
+    if result.interrupted:
+        stderr_console().print("edgesql: interrupted: the report covers the questions done")
+        raise typer.Exit(130)
+
+
+def check_writable(path: Path | None, option: str) -> None:
+    """Fail before a long run, not after it, when an output file cannot be written."""
+    if path is None:
+        return
+    if path.is_dir() or not path.parent.is_dir():
+        raise typer.BadParameter(f"cannot write {path}: {'it is a folder' if path.is_dir() else 'no such folder'}",
+                                 param_hint=option)
+
+
+class Progress:
+    """A progress bar with the ETA and the running EX on stderr; on a non-terminal, a line every 30 seconds."""
+
+    def __init__(self, total: int, counts: tuple[int, ...]):
+        from edge_sql.cli import stderr_console
+
+        self.total, self.counts, self.done = total, counts, 0
+        self.right = dict.fromkeys(counts, 0)
+        self.scored = 0
+        self.console = stderr_console()
+        self.bar = None
+        self.started = self.last_line = time.monotonic()
+
+    def __enter__(self) -> "Progress":
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self.bar = Bar(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
+                           transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("", total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def describe(self) -> str:
+        if not self.scored:
+            return ""
+        return " ".join(f"{'greedy' if k == 1 else f'vote@{k}'} {self.right[k] / self.scored:.0%}" for k in self.counts)
+
+    def advance(self, record) -> None:
+        self.done += 1
+        if record.skipped is None:
+            self.scored += 1
+            for outcome in record.outcomes:
+                self.right[outcome.candidates] += outcome.right
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=self.describe())
+            return
+        now = time.monotonic()
+        if now - self.last_line >= 30 or self.done == self.total:
+            self.last_line = now
+            elapsed = now - self.started
+            eta = elapsed / self.done * (self.total - self.done)
+            self.console.print(f"eval: {self.done}/{self.total} questions, {elapsed:.0f} s, ETA {eta:.0f} s; "
+                               f"{self.describe()}", highlight=False)
+
+
+def print_report(report, console) -> None:
+    """The report for people: EX per candidate count, EX per hardness level, then speed and memory."""
+    from rich.table import Table
+
+    from edge_sql.hardness import LEVELS
+
+    summaries = report.summaries
+    name = Path(report.dataset).name if report.layout == "jsonl" else Path(report.dataset).parent.name
+
+    def percent(value):
+        return "–" if value is None else f"{value:.1%}"
+
+    table = Table(title=f"EX on {name} · {report.model} · {len(report.scored)} questions", title_justify="left")
+    for column in ("answer", "EX", "right", "valid", "invalid", "failed"):
+        table.add_column(column, justify="left" if column == "answer" else "right")
+    for s in summaries:
+        table.add_row(s.label, percent(s.ex), f"{s.right}/{s.questions}", percent(s.share(s.valid)),
+                      percent(s.share(s.invalid)), percent(s.share(s.failed)))
+    console.print(table)
+    console.print("valid, invalid, failed: shares of all candidates (invalid = parse or schema errors, "
+                  "failed = errors or timeouts when run)", style="dim", highlight=False)
+
+    levels = [lv for lv in (*LEVELS, "unknown") if summaries and lv in summaries[0].by_hardness]
+    if levels:
+        by_level = Table(title="EX by Spider hardness", title_justify="left")
+        by_level.add_column("hardness")
+        by_level.add_column("questions", justify="right")
+        for s in summaries:
+            by_level.add_column(s.label, justify="right")
+        for lv in levels:
+            count = summaries[0].by_hardness[lv][0]
+            by_level.add_row(lv, str(count), *(percent(s.by_hardness[lv][1] / count) for s in summaries))
+        console.print(by_level)
+
+    def seconds(value):
+        return "–" if value is None else f"{value:.2f} s"
+
+    speed = report.speed
+    rates = ", ".join(f"{label} {value:,.0f} tok/s" for label, value in
+                      (("prompt", speed.prompt_per_second), ("generated", speed.generated_per_second))
+                      if value is not None)
+    memory = "–" if report.peak_rss_mib is None else f"{report.peak_rss_mib:,.0f}"
+    console.print(f"latency per question ({report.sampling.candidates} candidates): p50 {seconds(report.latency(0.5))}"
+                  f", p95 {seconds(report.latency(0.95))} · {rates or 'no token rates'} ({speed.source}) · "
+                  f"peak RSS {memory} MiB · {report.wall_seconds:,.0f} s in all", highlight=False)
+    if report.skipped:
+        reasons = {}
+        for record in report.skipped:
+            reasons.setdefault(record.skipped.split(":")[0], []).append(record.index)
+        console.print(f"skipped {len(report.skipped)}: " + "; ".join(
+            f"{reason} (#{', #'.join(map(str, indices[:5]))}{', …' if len(indices) > 5 else ''})"
+            for reason, indices in reasons.items()), highlight=False)

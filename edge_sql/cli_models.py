@@ -1,0 +1,244 @@
+"""``edgesql models``: list, download, inspect and remove model presets. A thin shell over :mod:`edge_sql.preset`,
+:mod:`edge_sql.pull` and :mod:`edge_sql.gguf_info`; huggingface_hub and gguf are imported only inside the commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_sql.errors import UsageError
+
+models_app = typer.Typer(
+    help="List, download, inspect and remove models (the presets in models/).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+NameArg = Annotated[str, typer.Argument(help="A preset name (edgesql models list shows them).", show_default=False)]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table or json.")]
+FORMATS = ("table", "json")
+
+
+def reported(command):
+    """The command with the CLI's error reporting (one line on stderr, a documented exit code)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from edge_sql.cli import reports_errors  # at call time: edge_sql.cli imports this module
+
+        return reports_errors(command)(*args, **kwargs)
+
+    return wrapper
+
+
+def say(message: str) -> None:
+    """One line of news on stderr (stdout stays data)."""
+    sys.stderr.write(f"edgesql: {message}\n")
+    sys.stderr.flush()
+
+
+def chosen_model(model: str | None) -> str:
+    """``--model`` if given; otherwise the model ``ask`` defaults to, saying on stderr which one and why."""
+    from edge_sql.preset import choose_model
+
+    choice = choose_model(model)
+    if choice.notice:
+        say(choice.notice)
+    return choice.model
+
+
+def require_preset(name: str):
+    from edge_sql.preset import get_preset, load_presets
+
+    preset = get_preset(name)
+    if preset is None:
+        raise UsageError(f"unknown model {name!r}; the presets are: {', '.join(load_presets())}")
+    return preset
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them.
+
+    >>> human_size(98_362_432), human_size(1_120_000_000), human_size(0)
+    ('98 MB', '1.1 GB', '-')
+    """
+    if size <= 0:
+        return "-"
+    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}" if size < 10 * scale else f"{size / scale:.0f} {unit}"
+    return f"{size} B"
+
+
+def describe_preset(preset, default: str) -> dict:
+    """One row of ``models list``: what the preset is, whether it is here, and what it costs and gives."""
+    from edge_sql.preset import find_weights
+
+    path = find_weights(preset)
+    return {
+        "name": preset.name,
+        "default": preset.name == default,
+        "installed": path is not None,
+        "path": str(path) if path else None,
+        "size": path.stat().st_size if path else preset.size,
+        "download_size": preset.size,
+        "params": preset.params,
+        "quantization": preset.quantization,
+        "protocol": preset.protocol,
+        "license": preset.license,
+        "accuracy": preset.accuracy,
+        "accuracy_source": preset.accuracy_source,
+        "kind": preset.kind,
+        "repo": preset.source.get("repo") or preset.source.get("package"),
+        "file": preset.source.get("file"),
+        "description": preset.description,
+        "verified": preset.verified,
+    }
+
+
+@models_app.command("list")
+@reported
+def list_models(fmt: FormatOpt = "table") -> None:
+    """List the presets: size on disk or to download, installed or not, and their published accuracy."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from edge_sql.cli import stdout_console
+    from edge_sql.preset import choose_model, hub_cache_dir, load_presets
+
+    check_format(fmt)
+    default = choose_model(None).model
+    rows = sorted((describe_preset(p, default) for p in load_presets().values()), key=lambda r: (r["download_size"],
+                                                                                                   r["name"]))
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(caption=f"* used by ask when --model is not given · downloads go to {hub_cache_dir()}",
+                  caption_justify="left")
+    for column in ("name", "size", "installed", "params", "quant", "protocol", "license", "published accuracy"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if row["installed"]:
+            state = "yes"
+        else:
+            state = {"convert": "no (convert)", "package": "no (pip)"}.get(row["kind"], "no")
+        cells = (row["name"] + (" *" if row["default"] else ""), human_size(row["size"]), state, row["params"],
+                 row["quantization"], row["protocol"], row["license"], row["accuracy"])
+        table.add_row(*map(Text, cells))
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    console.print(table)
+
+
+@models_app.command("pull")
+@reported
+def pull_model(name: NameArg) -> None:
+    """Download a preset's GGUF file into the Hugging Face cache (resumable), verify its SHA-256, print its path."""
+    from edge_sql.preset import hub_cache_dir
+    from edge_sql.pull import pull
+
+    preset = require_preset(name)
+    terms = f"license: {preset.license}"
+    if preset.restricted:
+        terms += " - non-commercial use only; read the terms before using it"
+    say(f"{preset.name}: {preset.description}; {terms}")
+    if preset.kind == "gguf":
+        source = preset.source
+        say(f"getting {source['file']} (about {human_size(preset.size)}) from {source['repo']} into {hub_cache_dir()}")
+    pulled = pull(preset, progress=True)
+    sys.stdout.write(f"{pulled.path}\n")
+    checked = f"sha256 checked against {pulled.checked_against}" if pulled.checked_against else \
+        "no published sha256 to check against"
+    state = "downloaded" if pulled.downloaded else "already installed"
+    say(f"{preset.name} {state} ({checked}); ask with: edgesql ask --db DB --model {preset.name} QUESTION")
+
+
+@models_app.command("info")
+@reported
+def info(
+    name_or_path: Annotated[str, typer.Argument(help="An installed preset's name or the path of a GGUF file.",
+                                                show_default=False)],
+    fmt: FormatOpt = "table",
+) -> None:
+    """Show what a GGUF file says about itself (architecture, size, quantization, context, chat template,
+    tokenizer), without loading its weights."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from edge_sql.cli import stdout_console
+    from edge_sql.gguf_info import human_count, read_info
+    from edge_sql.preset import GENERIC, get_preset, weights_path
+    from edge_sql.prompt import get_protocol, template_speaks
+
+    check_format(fmt)
+    preset = get_preset(name_or_path)
+    path = weights_path(preset) if preset is not None else Path(name_or_path).expanduser()
+    preset = preset or GENERIC
+    found = read_info(path)
+    chat = get_protocol(preset.protocol).chat
+    if not found.chat_template:
+        say(f"warning: {path.name} has no chat template; edgesql will ask it in {chat} ({preset.protocol})")
+    elif not template_speaks(found.chat_template, preset.protocol):
+        say(f"warning: the chat template of {path.name} is not {chat}, which the protocol {preset.protocol} "
+            f"writes; answers may be poor")
+    if fmt == "json":
+        data = found.to_dict()
+        data["preset"] = None if preset is GENERIC else preset.name
+        data["protocol"] = preset.protocol
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    template = found.chat_template
+    if len(template) > 160:
+        template = template[:157] + f"... ({len(found.chat_template)} characters; --format json shows it all)"
+    rows = [
+        ("file", str(found.path)),
+        ("size", f"{human_size(found.size)} ({found.size:,} bytes)"),
+        ("architecture", found.architecture),
+        ("name", found.name),
+        ("parameters", f"{human_count(found.parameters)} ({found.parameters:,})"),
+        ("quantization", found.file_type),
+        ("tensor types", ", ".join(f"{kind} x{count}" for kind, count in found.tensor_types.items())),
+        ("context length", f"{found.context_length:,}" if found.context_length else "-"),
+        ("layers", str(found.layers or "-")),
+        ("embedding length", str(found.embedding_length or "-")),
+        ("tokenizer", f"{found.tokenizer} (pre: {found.pre_tokenizer or '-'}), {found.vocab_size:,} tokens, "
+                      f"bos {found.bos_token or '-'}, eos {found.eos_token or '-'}"),
+        ("chat template", template or "-"),
+        ("asked with", f"{preset.protocol} ({chat})" + ("" if preset is GENERIC else f", preset {preset.name}")),
+    ]
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    console.print(table)
+
+
+@models_app.command("rm")
+@reported
+def rm(name: NameArg) -> None:
+    """Remove a downloaded preset's GGUF file from the cache."""
+    from edge_sql.preset import installed
+    from edge_sql.pull import remove
+
+    preset = require_preset(name)
+    if preset.kind != "package" and not installed(preset):
+        say(f"{preset.name} is not installed; nothing to remove")
+        return
+    freed = remove(preset)
+    say(f"removed {preset.name} ({human_size(freed)} freed)")

