@@ -53,9 +53,15 @@ class FakeModel:
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Caches go to a folder of the test run, never to the user's home."""
-    monkeypatch.setenv("EDGESQL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edgesql-cache"))
+def private_homes(tmp_path_factory, monkeypatch):
+    """Caches and downloaded models are looked for in folders of the test run, never in the user's home: a model
+    a developer pulled, or their EDGESQL_MODEL, does not change what a test sees."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("EDGESQL_CACHE_DIR", str(base / "edgesql-cache"))
+    monkeypatch.setenv("EDGESQL_HOME", str(base / "edgesql-home"))
+    monkeypatch.setenv("HF_HOME", str(base / "hf-home"))
+    for name in ("EDGESQL_MODEL", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
