@@ -26,6 +26,8 @@ import numpy as np
 
 import llama_cpp as L
 
+from edge_sql.digest import file_sha256
+
 #: Sampler settings for temperature > 0 (the same for every candidate; only the seed differs).
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 
@@ -315,11 +317,3 @@ class PrefixStore:
     def forget(path: Path) -> None:
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

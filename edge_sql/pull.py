@@ -13,7 +13,6 @@ is removed from the cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_sql.digest import file_sha256
 from edge_sql.errors import ModelError
 from edge_sql.preset import (DEFAULT_PRESET, Preset, cached_hub_file, converted_path, find_weights, hub_cache_dir)
 
@@ -137,21 +137,13 @@ def progress_bar(name: str, *, enabled: bool = True):
     return DownloadBar
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified(preset: Preset, path: Path, *, downloaded: bool) -> Pulled:
     """The file, once its SHA-256 matches the preset's (or the hub's); a file that does not match is removed."""
     real = Path(path).resolve()
     expected, against = preset.source.get("sha256", ""), "the preset"
     if not expected and real.parent.name == "blobs" and SHA256.fullmatch(real.name):
         expected, against = real.name, "the hub"
-    digest = sha256_of(real)
+    digest = file_sha256(real)
     if expected and digest != expected:
         if preset.kind == "gguf":
             remove_cached(preset)
