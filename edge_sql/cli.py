@@ -34,6 +34,10 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json or csv.")]
 MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
+SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.01, show_default=False,
+                              help="Seconds a query may run before it is stopped. [default: 10]")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
+                       "[default: the cores this process may use]", show_default=False)]
 
 
 class Output(Console):
@@ -89,6 +93,17 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def configured(model, candidates, temperature, timeout, threads) -> tuple:
+    """The flags, with what the config file sets for those not given (see ``edgesql config show``)."""
+    from edge_sql.config import effective_settings
+
+    settings = effective_settings(model=model, candidates=candidates, temperature=temperature, timeout=timeout,
+                                  threads=threads)
+    if settings["model"].source == "EDGESQL_MODEL":  # chosen_model() reads it, and says so
+        settings["model"] = settings["model"].__class__("model", None, "EDGESQL_MODEL")
+    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "threads"))
+
+
 @contextmanager
 def status(message: str):
     """A spinner on stderr while something slow runs, only when stderr is a terminal."""
@@ -124,10 +139,13 @@ def ask(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")] = 42,
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
-    timeout: TimeoutOpt = 10.0,
+    timeout: SettingTimeoutOpt = None,
     show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
                                              "candidates agree on a result.")] = False,
+    threads: ThreadsOpt = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
+                                          "each clause does (read from the query, no model call).")] = False,
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.database import open_database
@@ -137,11 +155,12 @@ def ask(
     from edge_sql.pipeline import Limits, ask as ask_question, clean_question
 
     check_format(fmt)
+    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     question = clean_question(question)
     with open_database(db) as database:
         model = chosen_model(model)
         with status("Loading the model…"):
-            loaded = load_model(model)
+            loaded = load_model(model, threads=threads)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
             temperature=loaded.preset.temperature if temperature is None else temperature,
@@ -159,7 +178,19 @@ def ask(
                 elif show_candidates and fmt == "table":
                     print_ballot(stderr_console(), failure.answer)
             raise
+        explanation = None
+        if explain:
+            from edge_sql.explain import explain as explain_sql
+
+            explanation = explain_sql(answer.sql, answer.dialect)
+        if explanation is not None and fmt == "json":
+            print_json({**answer_to_dict(answer), "explanation": explanation.to_dict()})
+            return
         print_answer(answer, fmt, max_rows=max_rows, show_candidates=show_candidates, console=console)
+        if explanation is not None:  # csv keeps stdout to its rows: the explanation goes to stderr
+            from edge_sql.output import print_explanation
+
+            print_explanation(console if fmt == "table" else stderr_console(), explanation)
 
 
 @app.command()
@@ -200,8 +231,78 @@ def run(
         print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
 
 
+@app.command()
+@reports_errors
+def shell(
+    db: DbOpt,
+    model: ModelOpt = None,
+    candidates: Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64,
+                          help="How many candidate queries to sample and vote on (1 = greedy). [default: preset's]")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
+                           help="Sampling temperature for candidates after the first. [default: preset's]")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")] = 42,
+    fmt: FormatOpt = "table",
+    max_rows: MaxRowsOpt = 100,
+    timeout: SettingTimeoutOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """An interactive session: load the model and the schema once, then answer one question a line (.help)."""
+    import shutil
+
+    from edge_sql.database import open_database
+    from edge_sql.model import load_model
+    from edge_sql.shell import Shell, history_path, run_loop
+
+    check_format(fmt)
+    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    interactive = sys.stdin.isatty()
+    with open_database(db) as database:
+        model = chosen_model(model)
+        with status("Loading the model…"):
+            loaded = load_model(model, threads=threads)
+
+        def load(name: str):
+            with status(f"Loading {name}…"):
+                return load_model(name, threads=threads)
+
+        terminal = sys.stdout.isatty()
+        console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,
+                                         width=shutil.get_terminal_size().columns))
+        session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
+                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console)
+        if interactive:
+            stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
+                                   ".quit or Ctrl-D to leave")
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        run_loop(session, write=write, prompt="edgesql> " if interactive else "", history=history_path())
+
+
 app.command("eval")(reports_errors(eval_command))
+
+config_app = typer.Typer(help="The config file: defaults for ask and shell that flags override.",
+                         no_args_is_help=True, rich_markup_mode=None)
+
+
+@config_app.command("show")
+@reports_errors
+def config_show() -> None:
+    """Print each setting's effective value and where it comes from (flag, environment, config file, default)."""
+    from edge_sql.config import DEFAULT_WORDS, config_path, effective_settings
+
+    path = config_path()
+    sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
+    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None,
+                                      threads=None).values():
+        value = DEFAULT_WORDS.get(setting.name) if setting.value is None else setting.value
+        sys.stdout.write(f"{setting.name} = {value}  ({setting.source})\n")
+
+
 app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:

@@ -54,6 +54,8 @@ def eval_command(
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Write the chosen SQL of every "
                                                         "question, one per line (Spider's format), and the matching "
                                                         "gold file.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
+                       "[default: the cores this process may use]", show_default=False)] = None,
 ) -> None:
     """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
     from edge_sql.cli import status, stderr_console, stdout_console
@@ -68,7 +70,7 @@ def eval_command(
     dataset = load_dataset(data)
     examples = select_examples(dataset.examples, db=tuple(db or ()), limit=limit, shuffle=shuffle, seed=seed)
     with status("Loading the model…"):
-        loaded = load_model(model)
+        loaded = load_model(model, threads=threads)
     sampling = Sampling(candidates=max(counts), seed=seed,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),

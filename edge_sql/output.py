@@ -136,6 +136,14 @@ def print_ballot(console: Console, answer: Answer) -> None:
     console.print(table)
 
 
+def print_explanation(console: Console, explanation) -> None:
+    """``ask --explain``: the chosen query pretty-printed, then what each clause does."""
+    console.print(Text("Explanation", style="bold"))
+    print_sql(console, explanation.sql)
+    for line in explanation.lines:
+        console.print(f"  • {line}", markup=False)
+
+
 def print_result(result: Result, sql: str, fmt: str, *, max_rows: int, console: Console) -> None:
     """The output of ``edgesql run``: one query's result."""
     if fmt == "json":

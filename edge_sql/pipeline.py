@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from edge_sql.database import Database
 from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout, UsageError
 from edge_sql.execute import execute
-from edge_sql.generate import Sampling, generate
+from edge_sql.generate import Sampling, answer_budget, generate
 from edge_sql.model import Model
 from edge_sql.prompt import Prompt, build_prompt
 from edge_sql.schema import render_schema
@@ -73,22 +73,28 @@ class Deliberation:
     tokens: dict[str, int] = field(default_factory=dict)
 
 
-def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits()) -> Answer:
-    """Answer ``question`` on ``db`` with ``model``; raise :class:`NoValidCandidate` when no candidate runs."""
-    answer = decide(deliberate(question, db, model, sampling, limits))
+def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(), *,
+        context: tuple[str, str] | None = None) -> Answer:
+    """Answer ``question`` on ``db`` with ``model``; raise :class:`NoValidCandidate` when no candidate runs.
+
+    ``context`` is the previous question and its SQL, for a follow-up question that refers to them.
+    """
+    answer = decide(deliberate(question, db, model, sampling, limits, context=context))
     if answer.ballot.winner is None:
         raise NoValidCandidate(describe_failure(answer.ballot), answer)
     return answer
 
 
 def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
-               limits: Limits = Limits()) -> Deliberation:
+               limits: Limits = Limits(), *, context: tuple[str, str] | None = None) -> Deliberation:
     """Prompt the model, generate ``sampling.candidates`` candidates and judge each one: everything but the vote."""
     question = clean_question(question)
+    if sampling.max_tokens is None:
+        sampling = replace(sampling, max_tokens=answer_budget(question))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    prompt = fit_prompt(question, db, model, sampling.max_tokens)
+    prompt = fit_prompt(question, db, model, sampling.max_tokens, context=context)
     timings["prompt"] = lap(clock)
 
     clock = time.perf_counter()
@@ -192,13 +198,14 @@ def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
     )
 
 
-def fit_prompt(question: str, db: Database, model: Model, max_tokens: int) -> Prompt:
+def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
+               context: tuple[str, str] | None = None) -> Prompt:
     """The prompt with sample values if it fits the model's context, without them if only that fits."""
     preset = model.preset
     budget = model.context_length - max_tokens
     for samples in (True, False):
         schema = render_schema(db.schema, preset.schema_style, samples=samples)
-        prompt = build_prompt(preset.protocol, schema, question, db.dialect, preset.prefix)
+        prompt = build_prompt(preset.protocol, schema, question, db.dialect, preset.prefix, context=context)
         needed = model.count_tokens(prompt.text)
         if needed <= budget:
             return prompt

@@ -131,8 +131,20 @@ def get_protocol(name: str) -> Protocol:
         raise UsageError(f"unknown prompt protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
 
 
-def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix: str = "") -> Prompt:
+def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix: str = "",
+                 context: tuple[str, str] | None = None) -> Prompt:
+    """The prompt for ``question``; ``context`` (the previous question and its SQL) lets a follow-up refer to them.
+
+    >>> text = build_prompt("chatml-strict", "Table 't' (a)", "Now only for 2023?", "sqlite",
+    ...                     context=("How many orders?", "SELECT count(*) FROM orders")).text
+    >>> print(text.split("<|im_start|>user\\n", 1)[1].split("<|im_end|>")[0])
+    Previous question: How many orders?
+    Previous SQL: SELECT count(*) FROM orders
+    Now: Now only for 2023?
+    """
     chosen = get_protocol(protocol)
+    if context is not None:
+        question = follow_up(question, context)
     values = dict(schema=schema, question=question, dialect=DIALECT_NAMES.get(dialect, dialect))
     system = chosen.system.format(**values)
     user = chosen.user.format(**values)
@@ -140,6 +152,13 @@ def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix
     marker = "\0question\0"
     head = CHAT_FORMATS[chosen.chat].format(system=system, user=chosen.user.format(**{**values, "question": marker}))
     return Prompt(text=text, prefix=prefix, stop=chosen.stop, cache_prefix=head.split(marker, 1)[0])
+
+
+def follow_up(question: str, context: tuple[str, str]) -> str:
+    """A question that refers to the previous one: the previous question and SQL, then the new question."""
+    previous_question, previous_sql = context
+    previous_sql = " ".join(previous_sql.split())
+    return f"Previous question: {previous_question}\nPrevious SQL: {previous_sql}\nNow: {question}"
 
 
 def template_speaks(chat_template: str, protocol: str) -> bool:

@@ -60,6 +60,7 @@ def private_homes(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGESQL_CACHE_DIR", str(base / "edgesql-cache"))
     monkeypatch.setenv("EDGESQL_HOME", str(base / "edgesql-home"))
     monkeypatch.setenv("HF_HOME", str(base / "hf-home"))
+    monkeypatch.setenv("EDGESQL_CONFIG", str(base / "no-config.toml"))  # a user's config file changes no test
     for name in ("EDGESQL_MODEL", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         monkeypatch.delenv(name, raising=False)
 

@@ -1,0 +1,106 @@
+"""The config file: defaults for ``ask`` and ``shell`` that flags override.
+
+``EDGESQL_CONFIG``, else ``$XDG_CONFIG_HOME/edgesql/config.toml``, else ``~/.config/edgesql/config.toml``::
+
+    model = "qwen2.5-coder-1.5b"
+    candidates = 8
+    temperature = 0.5
+    timeout = 20
+    threads = 4
+
+Each setting comes from, in order: its flag, then (for ``model``) ``EDGESQL_MODEL``, then the config file, then the
+built-in default.
+
+>>> resolve({"candidates": 3, "timeout": None}, {"timeout": 20.0}, "config.toml")["timeout"]
+Setting(name='timeout', value=20.0, source='config.toml')
+>>> resolve({"candidates": 3}, {"candidates": 8}, "config.toml")["candidates"].source
+'--candidates'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_sql.errors import UsageError
+
+#: Every setting the file may hold: its type and the range a number must be in.
+SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
+    "model": (str, None),
+    "candidates": (int, (1, 64)),
+    "temperature": (float, (0.0, 2.0)),
+    "timeout": (float, (0.01, 86400.0)),
+    "threads": (int, (1, 4096)),
+}
+
+#: What a setting is when neither a flag, the environment nor the file sets it (None: decided later, as said).
+DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "threads": None}
+DEFAULT_WORDS = {
+    "model": "the best installed preset, else smollm2-135m",
+    "candidates": "the preset's",
+    "temperature": "the preset's",
+    "threads": "the cores this process may use",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    value: object
+    source: str  # "--flag", "EDGESQL_MODEL", the config file's path, or "default"
+
+
+def config_path() -> Path:
+    """``EDGESQL_CONFIG``, else ``$XDG_CONFIG_HOME/edgesql/config.toml``, else ``~/.config/edgesql/config.toml``."""
+    if os.environ.get("EDGESQL_CONFIG"):
+        return Path(os.environ["EDGESQL_CONFIG"]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "edgesql" / "config.toml"
+
+
+def read_config(path: Path) -> dict[str, object]:
+    """The settings in the file at ``path`` (none when there is no file), checked; a bad file is a usage error."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"cannot read the config file {path}: {error}") from None
+    unknown = sorted(set(data) - set(SETTINGS))
+    if unknown:
+        raise UsageError(f"the config file {path} has unknown settings: {', '.join(unknown)}; "
+                         f"known: {', '.join(SETTINGS)}")
+    settings = {}
+    for name, value in data.items():
+        kind, bounds = SETTINGS[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UsageError(f"{name} in the config file {path} must be a {kind.__name__}, not {value!r}")
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            raise UsageError(f"{name} in the config file {path} must be from {bounds[0]} to {bounds[1]}, not {value}")
+        settings[name] = value
+    return settings
+
+
+def resolve(flags: dict[str, object], config: dict[str, object], where: str) -> dict[str, Setting]:
+    """Each setting of ``flags`` (None: not given) as the flag, the environment, the file or the default has it."""
+    resolved = {}
+    for name in flags:
+        if flags[name] is not None:
+            resolved[name] = Setting(name, flags[name], f"--{name}")
+        elif name == "model" and os.environ.get("EDGESQL_MODEL"):
+            resolved[name] = Setting(name, os.environ["EDGESQL_MODEL"], "EDGESQL_MODEL")
+        elif name in config:
+            resolved[name] = Setting(name, config[name], where)
+        else:
+            resolved[name] = Setting(name, DEFAULTS[name], "default")
+    return resolved
+
+
+def effective_settings(**flags) -> dict[str, Setting]:
+    """The settings a command runs with, given its flags (None where not given)."""
+    path = config_path()
+    return resolve(flags, read_config(path), str(path))

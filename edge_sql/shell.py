@@ -1,0 +1,221 @@
+"""An interactive session, ``edgesql shell``: the model and the schema are loaded once, each line is a question.
+
+:class:`Shell` holds the session (database, model, settings, the previous answer) and turns one line into the text
+to show; it knows nothing of terminals, so it is tested without one. :func:`run_loop` reads lines with readline,
+keeps the history across sessions and handles Ctrl-C (cancel the question) and Ctrl-D (leave).
+
+A question asked after an answer is sent with the previous question and its SQL as context, so that a follow-up
+("now only for 2023") can refer to them; ``.reset`` forgets them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from edge_sql.database import Database
+from edge_sql.errors import EdgeSQLError, UsageError
+from edge_sql.model import Model
+
+HELP = """\
+Type a question in plain English, or one of:
+  .schema           the schema as the model sees it
+  .sql QUERY        run QUERY through the guard and the read-only executor, as `edgesql run` does
+  .candidates N     sample N candidate queries for each question (1 = greedy)
+  .model NAME       switch to another preset or GGUF file
+  .format FORMAT    table, json or csv
+  .reset            forget the previous question (the next one is not a follow-up)
+  .help             this help
+  .quit             leave (Ctrl-D too); Ctrl-C cancels a question"""
+
+#: The most candidates a question may sample (as ``ask --candidates``).
+MAX_CANDIDATES = 64
+
+
+class Shell:
+    """One interactive session on one database: ``handle(line)`` returns what to show for that line."""
+
+    def __init__(self, db: Database, model: Model, *, load: Callable[[str], Model] | None = None,
+                 candidates: int | None = None, temperature: float | None = None, seed: int = 42,
+                 fmt: str = "table", max_rows: int = 100, timeout: float = 10.0,
+                 console: Callable[[io.StringIO], Console] | None = None):
+        from edge_sql.output import FORMATS
+
+        if fmt not in FORMATS:
+            raise UsageError(f"{fmt!r} is not one of {', '.join(FORMATS)}")
+        self.db, self.model, self.load = db, model, load
+        self.candidates, self.temperature, self.seed = candidates, temperature, seed
+        self.fmt, self.max_rows, self.timeout = fmt, max_rows, timeout
+        self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
+        self.context: tuple[str, str] | None = None  # the previous question and its SQL
+        self.done = False
+
+    # -- one line -----------------------------------------------------------------------------------------------------
+
+    def handle(self, line: str) -> str:
+        """What to show for ``line``: an answer, a command's output, or one line ``error: …``. Never raises an
+        :class:`EdgeSQLError`; Ctrl-C (KeyboardInterrupt) passes through to the caller."""
+        line = line.strip()
+        if not line:
+            return ""
+        try:
+            if line.startswith("."):
+                return self.command(line)
+            return self.ask(line)
+        except EdgeSQLError as error:
+            return f"error: {one_line(str(error))}"
+
+    def command(self, line: str) -> str:
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        commands = {".schema": self.schema, ".sql": self.sql, ".candidates": self.set_candidates,
+                    ".model": self.set_model, ".format": self.set_format, ".reset": self.reset,
+                    ".help": lambda _: HELP, ".quit": self.quit, ".exit": self.quit}
+        if name not in commands:
+            raise UsageError(f"unknown command {name}; .help lists the commands")
+        return commands[name](argument)
+
+    # -- questions ----------------------------------------------------------------------------------------------------
+
+    def ask(self, question: str) -> str:
+        from edge_sql.errors import NoValidCandidate
+        from edge_sql.generate import Sampling
+        from edge_sql.output import answer_to_dict, print_answer, print_json
+        from edge_sql.pipeline import Limits, ask, clean_question
+
+        question = clean_question(question)
+        preset = self.model.preset
+        sampling = Sampling(
+            candidates=self.candidates or preset.candidates,
+            temperature=preset.temperature if self.temperature is None else self.temperature,
+            seed=self.seed,
+        )
+        limits = Limits(max_rows=self.max_rows, timeout=self.timeout)
+        try:
+            answer = ask(question, self.db, self.model, sampling, limits, context=self.context)
+        except NoValidCandidate as failure:
+            if self.fmt == "json" and failure.answer is not None:
+                return self.render(lambda console: print_json(answer_to_dict(failure.answer, error=str(failure))))
+            raise
+        self.context = (answer.question, answer.sql)
+        return self.render(lambda console: print_answer(answer, self.fmt, max_rows=self.max_rows,
+                                                        show_candidates=False, console=console))
+
+    # -- dot-commands -------------------------------------------------------------------------------------------------
+
+    def schema(self, _: str) -> str:
+        from edge_sql.schema import render_schema
+
+        return render_schema(self.db.schema, self.model.preset.schema_style)
+
+    def sql(self, query: str) -> str:
+        """Run a query exactly as ``edgesql run`` does: the guard, then the read-only executor."""
+        from edge_sql.execute import execute
+        from edge_sql.guard import check
+        from edge_sql.output import print_result
+
+        if not query:
+            raise UsageError(".sql needs a query, e.g. .sql SELECT count(*) FROM customers")
+        checked = check(query, self.db.dialect).sql(dialect=self.db.dialect)
+        result = execute(self.db, checked, max_rows=self.max_rows, timeout=self.timeout)
+        return self.render(lambda console: print_result(result, checked, self.fmt, max_rows=self.max_rows,
+                                                        console=console))
+
+    def set_candidates(self, argument: str) -> str:
+        try:
+            count = int(argument)
+        except ValueError:
+            count = 0
+        if not 1 <= count <= MAX_CANDIDATES:
+            raise UsageError(f".candidates takes a whole number from 1 to {MAX_CANDIDATES}, not {argument!r}")
+        self.candidates = count
+        return f"{count} candidate{'s' if count > 1 else ''} per question"
+
+    def set_model(self, name: str) -> str:
+        if not name:
+            return f"model: {self.model.name}"
+        if self.load is None:
+            raise UsageError("this session cannot switch models")
+        self.model = self.load(name)
+        return f"model: {self.model.name}"
+
+    def set_format(self, fmt: str) -> str:
+        from edge_sql.output import FORMATS
+
+        if fmt not in FORMATS:
+            raise UsageError(f".format takes one of {', '.join(FORMATS)}, not {fmt!r}")
+        self.fmt = fmt
+        return f"format: {fmt}"
+
+    def reset(self, _: str) -> str:
+        self.context = None
+        return "the next question starts afresh"
+
+    def quit(self, _: str) -> str:
+        self.done = True
+        return ""
+
+    def render(self, show: Callable[[Console], None]) -> str:
+        """What ``show`` prints, to a console or to stdout (json and csv), as text."""
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            show(self.console(buffer))
+        return buffer.getvalue().rstrip("\n")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def history_path() -> Path:
+    """``EDGESQL_HISTORY``, else ``$XDG_STATE_HOME/edgesql/history``, else ``~/.local/state/edgesql/history``."""
+    if os.environ.get("EDGESQL_HISTORY"):
+        return Path(os.environ["EDGESQL_HISTORY"]).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "edgesql" / "history"
+
+
+def run_loop(shell: Shell, *, write: Callable[[str], None], prompt: str = "edgesql> ",
+             history: Path | None = None) -> None:
+    """Read lines until ``.quit`` or end of input; Ctrl-C cancels the line or question under way, not the session."""
+    readline = start_history(history)
+    try:
+        while not shell.done:
+            line = None
+            try:
+                line = input(prompt)
+                output = shell.handle(line)
+                if output:
+                    write(output + "\n")
+            except EOFError:
+                write("\n" if prompt else "")
+                break
+            except KeyboardInterrupt:  # at the prompt: drop the line; during a question: drop the question
+                write("\n" if line is None else "cancelled\n")
+    finally:
+        if readline is not None and history is not None:
+            try:
+                history.parent.mkdir(parents=True, exist_ok=True)
+                readline.write_history_file(str(history))
+            except OSError:
+                pass  # a history that cannot be written is not worth failing the session for
+
+
+def start_history(history: Path | None):
+    """readline with the previous sessions' lines, or None where readline is missing."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - Windows without pyreadline
+        return None
+    readline.set_history_length(1000)
+    if history is not None and history.exists():
+        try:
+            readline.read_history_file(str(history))
+        except OSError:
+            pass
+    return readline

@@ -1,0 +1,57 @@
+"""The config file: defaults for ask and shell; flags override it; `edgesql config show` says where each comes from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_sql.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    path = tmp_path / "edgesql" / "config.toml"
+    path.parent.mkdir()
+    monkeypatch.delenv("EDGESQL_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    return path
+
+
+def test_the_config_file_sets_defaults_and_flags_override_it(config, shop, fake_model):
+    config.write_text('model = "fake"\ncandidates = 3\ntemperature = 0.2\ntimeout = 20\nthreads = 2\n')
+    model = fake_model("SELECT count(*) FROM customers")
+    result = runner.invoke(app, ["ask", "--db", str(shop), "How many customers?", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["candidates"] == 3 and model.calls[-1]["temperatures"][1] == 0.2
+    result = runner.invoke(app, ["ask", "--db", str(shop), "How many customers?", "-f", "json", "-n", "2"])
+    assert json.loads(result.stdout)["candidates"] == 2
+
+
+def test_config_show_says_where_each_setting_comes_from(config, monkeypatch):
+    config.write_text("candidates = 8\ntimeout = 20\n")
+    monkeypatch.setenv("EDGESQL_MODEL", "qwen2.5-coder-1.5b")
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"config file: {config}"
+    assert f"candidates = 8  ({config})" in lines
+    assert f"timeout = 20.0  ({config})" in lines
+    assert "model = qwen2.5-coder-1.5b  (EDGESQL_MODEL)" in lines
+    assert "temperature = the preset's  (default)" in lines
+
+
+@pytest.mark.parametrize("text, message", [
+    ("candidates = 0\n", "candidates in the config file"),
+    ('threads = "four"\n', "threads in the config file"),
+    ("colour = 1\n", "unknown settings: colour"),
+    ("candidates = \n", "cannot read the config file"),
+])
+def test_a_bad_config_file_is_one_line_and_exit_2(config, shop, text, message):
+    config.write_text(text)
+    result = runner.invoke(app, ["ask", "--db", str(shop), "How many?"])
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,191 @@
+"""`edgesql shell`: the session logic in process with the fake model, and the real command in a pseudo-terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+import pytest
+
+from conftest import EXAMPLES, ROOT
+from edge_sql.database import open_database
+from edge_sql.model import load_model
+from edge_sql.shell import Shell, history_path, run_loop
+
+
+@pytest.fixture
+def session(shop):
+    """A shell on the shop database (both engines) with the fake model; ``load`` switches to another fake."""
+    with open_database(shop) as db:
+        yield lambda model, **options: Shell(db, model, load=load_model, **options)
+
+
+def test_a_question_shows_the_sql_the_result_and_the_vote(session, fake_model):
+    model = fake_model("SELECT count(*) FROM customers")
+    output = session(model).handle("How many customers are there?")
+    assert "SELECT COUNT(*) FROM customers" in output
+    assert "40" in output and "5 of 5 candidates agreed · fake" in output
+
+
+def test_a_follow_up_question_gets_the_previous_question_and_sql(session, fake_model):
+    model = fake_model("SELECT count(*) FROM orders")
+    shell = session(model)
+    shell.handle("How many orders are there?")
+    assert "Previous question" not in model.calls[0]["prompt"]
+    shell.handle("now only for 2023")
+    prompt = model.calls[1]["prompt"]
+    assert ("Previous question: How many orders are there?\nPrevious SQL: SELECT COUNT(*) FROM orders\n"
+            "Now: now only for 2023") in prompt
+    assert model.calls[1]["cache_prefix"] == model.calls[0]["cache_prefix"]  # the schema prefix is still shared
+    shell.handle(".reset")
+    shell.handle("How many products?")
+    assert "Previous question" not in model.calls[2]["prompt"]
+
+
+def test_candidates_takes_effect_on_the_next_question(session, fake_model):
+    model = fake_model("SELECT count(*) FROM customers")
+    shell = session(model)
+    assert shell.handle(".candidates 3") == "3 candidates per question"
+    shell.handle("How many customers?")
+    assert len(model.calls[-1]["temperatures"]) == 3
+    assert shell.handle(".candidates zero").startswith("error: .candidates takes a whole number")
+
+
+def test_format_json_prints_one_json_object(session, fake_model):
+    shell = session(fake_model("SELECT count(*) FROM customers"))
+    assert shell.handle(".format json") == "format: json"
+    answer = json.loads(shell.handle("How many customers?"))
+    assert answer["rows"] == [[40]] and answer["model"] == "fake"
+    assert json.loads(shell.handle(".sql SELECT count(*) AS n FROM products"))["columns"] == ["n"]
+    assert shell.handle(".format xml").startswith("error: .format takes one of table, json, csv")
+
+
+def test_format_csv(session, fake_model):
+    shell = session(fake_model("SELECT count(*) AS n FROM customers"), fmt="csv")
+    assert shell.handle("How many customers?") == "n\n40"
+
+
+def test_sql_goes_through_the_guard_and_the_executor(session, fake_model):
+    shell = session(fake_model("SELECT 1"))
+    assert "40" in shell.handle(".sql SELECT count(*) FROM customers")
+    refused = shell.handle(".sql DROP TABLE customers")
+    assert refused.startswith("error: refused") and "\n" not in refused
+    assert shell.handle(".sql").startswith("error: .sql needs a query")
+    assert "40" in shell.handle(".sql SELECT count(*) FROM customers")  # the table is still there
+
+
+def test_errors_are_one_line_and_the_session_goes_on(session, fake_model):
+    model = fake_model("SELECT colour FROM products")
+    shell = session(model, candidates=2)
+    failed = shell.handle("What colour are the products?")
+    assert failed.startswith("error: none of the 2 candidates") and "\n" not in failed
+    assert shell.handle(".nonsense") == "error: unknown command .nonsense; .help lists the commands"
+    assert shell.handle("") == ""
+    assert not shell.done
+    assert shell.context is None  # a failed question is no context for the next one
+
+
+def test_schema_model_help_and_quit(session, fake_model):
+    fake_model("SELECT 1")
+    other = fake_model("SELECT count(*) FROM products", name="other")
+    shell = session(load_model("fake"))
+    assert "customers" in shell.handle(".schema")
+    assert shell.handle(".model other") == "model: other"
+    assert "other" in shell.handle("How many products?")
+    assert len(other.calls) == 1
+    assert shell.handle(".model nowhere-model").startswith("error: unknown model 'nowhere-model'")
+    assert ".candidates N" in shell.handle(".help")
+    assert shell.handle(".quit") == "" and shell.done
+
+
+def test_ctrl_c_cancels_a_question_and_the_session_goes_on(session, fake_model, tmp_path, monkeypatch):
+    shell = session(fake_model("SELECT count(*) FROM customers"))
+    lines = iter(["How many customers?", ".candidates 2", "interrupted at the prompt", ".quit", "never read"])
+
+    def typed(prompt):
+        line = next(lines)
+        if line == "interrupted at the prompt":
+            raise KeyboardInterrupt
+        return line
+
+    def slow_question(line, handle=shell.handle):
+        if not line.startswith("."):
+            raise KeyboardInterrupt  # Ctrl-C while the model generates
+        return handle(line)
+
+    monkeypatch.setattr("builtins.input", typed)
+    monkeypatch.setattr(shell, "handle", slow_question)
+    written = []
+    run_loop(shell, write=written.append, history=tmp_path / "history")
+    assert written == ["cancelled\n", "2 candidates per question\n", "\n"]
+    assert shell.done and next(lines) == "never read"
+
+
+def test_history_lives_under_xdg_state_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("EDGESQL_HISTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert history_path() == tmp_path / "edgesql" / "history"
+    monkeypatch.setenv("EDGESQL_HISTORY", str(tmp_path / "h"))
+    assert history_path() == tmp_path / "h"
+
+
+# -- the real command, in a pseudo-terminal, with a tiny random GGUF model ------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    from fixtures.tiny_gguf import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", context=4096)
+
+
+def test_a_session_in_a_terminal(tiny_gguf, tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    db = tmp_path / "shop.sqlite"
+    shutil.copyfile(EXAMPLES / "shop.sqlite", db)
+    history = tmp_path / "state" / "history"
+    env = {**os.environ, "EDGESQL_HISTORY": str(history), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    child = pexpect.spawn(sys.executable, ["-m", "edge_sql", "shell", "--db", str(db), "--model", str(tiny_gguf),
+                                           "--candidates", "1", "--threads", "1"],
+                          env=env, encoding="utf-8", timeout=240, dimensions=(40, 120))
+    try:
+        child.expect_exact("edgesql> ")
+        child.sendline(".schema")
+        child.expect("CREATE TABLE customers")
+        child.expect_exact("edgesql> ")
+        child.sendline(".sql SELECT count(*) FROM customers")
+        child.expect(r"│ 40 +│")
+        child.expect_exact("edgesql> ")
+        child.sendline("How many customers are there?")  # random weights: an answer, or one line saying why not
+        child.expect_exact("edgesql> ")
+        assert "Traceback" not in child.before
+        child.send("half a question")
+        time.sleep(0.5)
+        child.sendintr()  # Ctrl-C at the prompt: drops the line, not the session
+        child.expect_exact("edgesql> ")
+        child.sendline(".sql SELECT count(*) FROM products")
+        child.expect(r"│ \d+ +│")
+        child.expect_exact("edgesql> ")
+        child.sendline(".quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    lines = history.read_text(encoding="utf-8").splitlines()
+    assert ".schema" in lines and ".quit" in lines
+
+
+def test_end_of_input_leaves_with_0(tiny_gguf, tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    env = {**os.environ, "EDGESQL_HISTORY": str(tmp_path / "history"), "PYTHONPATH": str(ROOT)}
+    child = pexpect.spawn(sys.executable, ["-m", "edge_sql", "shell", "--db", str(EXAMPLES / "shop.sqlite"),
+                                           "--model", str(tiny_gguf), "--threads", "1"],
+                          env=env, encoding="utf-8", timeout=240)
+    child.expect_exact("edgesql> ")
+    child.sendeof()  # Ctrl-D
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
