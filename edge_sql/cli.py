@@ -36,6 +36,11 @@ MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
 SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.01, show_default=False,
                               help="Seconds a query may run before it is stopped. [default: 10]")]
+CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64, help="How many candidate "
+                          "queries to sample and vote on (1 = greedy). [default: preset's]", show_default=False)]
+TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0, show_default=False,
+                           help="Sampling temperature for candidates after the first. [default: preset's]")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
                        "[default: the cores this process may use]", show_default=False)]
 
@@ -132,11 +137,9 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question, in plain English.", show_default=False)],
     db: DbOpt,
     model: ModelOpt = None,
-    candidates: Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64,
-                          help="How many candidate queries to sample and vote on (1 = greedy). [default: preset's]")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
-                           help="Sampling temperature for candidates after the first. [default: preset's]")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")] = 42,
+    candidates: CandidatesOpt = None,
+    temperature: TemperatureOpt = None,
+    seed: SeedOpt = 42,
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
@@ -236,11 +239,9 @@ def run(
 def shell(
     db: DbOpt,
     model: ModelOpt = None,
-    candidates: Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64,
-                          help="How many candidate queries to sample and vote on (1 = greedy). [default: preset's]")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
-                           help="Sampling temperature for candidates after the first. [default: preset's]")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")] = 42,
+    candidates: CandidatesOpt = None,
+    temperature: TemperatureOpt = None,
+    seed: SeedOpt = 42,
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
