@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +16,7 @@ from rich.console import Console
 from edge_sql import __version__
 from edge_sql.cli_eval import eval_command
 from edge_sql.cli_models import chosen_model, models_app
-from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE, EdgeSQLError, NoValidCandidate
+from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE, EdgeSQLError, NoValidCandidate, UsageError
 
 app = typer.Typer(
     name="edgesql",
@@ -31,11 +31,13 @@ DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to 
                                      show_default=False)]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name or the path of a GGUF file. "
                      "[default: EDGESQL_MODEL, else the best installed preset, else smollm2-135m]", show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json or csv.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or markdown.")]
 MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
 SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.01, show_default=False,
                               help="Seconds a query may run before it is stopped. [default: 10]")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the output to this file instead "
+                      "of stdout (no colour).", show_default=False)]
 CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64, help="How many candidate "
                           "queries to sample and vote on (1 = greedy). [default: preset's]", show_default=False)]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0, show_default=False,
@@ -110,6 +112,20 @@ def configured(model, candidates, temperature, timeout, threads) -> tuple:
 
 
 @contextmanager
+def writing_to(path: Path | None):
+    """stdout goes to ``path`` inside this block (when given): ``--output FILE``."""
+    if path is None:
+        yield
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8")
+    except OSError as problem:
+        raise UsageError(f"cannot write {path}: {problem.strerror}") from None
+    with handle, redirect_stdout(handle):
+        yield
+
+
+@contextmanager
 def status(message: str):
     """A spinner on stderr while something slow runs, only when stderr is a terminal."""
     console = stderr_console()
@@ -149,6 +165,10 @@ def ask(
     threads: ThreadsOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
                                           "each clause does (read from the query, no model call).")] = False,
+    output: OutputOpt = None,
+    log: Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
+                                      "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")] = False,
+    log_rows: Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")] = False,
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.database import open_database
@@ -176,24 +196,34 @@ def ask(
                 answer = ask_question(question, database, loaded, sampling, Limits(max_rows=max_rows, timeout=timeout))
         except NoValidCandidate as failure:
             if failure.answer is not None:
-                if fmt == "json":
-                    print_json(answer_to_dict(failure.answer, error=str(failure)))
-                elif show_candidates and fmt == "table":
-                    print_ballot(stderr_console(), failure.answer)
+                if log:
+                    from edge_sql.log import record
+
+                    record(db, failure.answer, error=str(failure), rows=log_rows)
+                with writing_to(output):
+                    if fmt == "json":
+                        print_json(answer_to_dict(failure.answer, error=str(failure)))
+                    elif show_candidates and fmt == "table":
+                        print_ballot(stderr_console(), failure.answer)
             raise
+        if log:
+            from edge_sql.log import record
+
+            record(db, answer, rows=log_rows)
         explanation = None
         if explain:
             from edge_sql.explain import explain as explain_sql
 
             explanation = explain_sql(answer.sql, answer.dialect)
-        if explanation is not None and fmt == "json":
-            print_json({**answer_to_dict(answer), "explanation": explanation.to_dict()})
-            return
-        print_answer(answer, fmt, max_rows=max_rows, show_candidates=show_candidates, console=console)
-        if explanation is not None:  # csv keeps stdout to its rows: the explanation goes to stderr
-            from edge_sql.output import print_explanation
+        with writing_to(output):
+            if explanation is not None and fmt == "json":
+                print_json({**answer_to_dict(answer), "explanation": explanation.to_dict()})
+                return
+            print_answer(answer, fmt, max_rows=max_rows, show_candidates=show_candidates, console=console)
+            if explanation is not None:  # csv keeps stdout to its rows: the explanation goes to stderr
+                from edge_sql.output import print_explanation
 
-            print_explanation(console if fmt == "table" else stderr_console(), explanation)
+                print_explanation(console if fmt == "table" else stderr_console(), explanation)
 
 
 @app.command()
@@ -220,6 +250,7 @@ def run(
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: TimeoutOpt = 10.0,
+    output: OutputOpt = None,
 ) -> None:
     """Run one SQL query through the same guard and read-only executor that ask uses."""
     from edge_sql.database import open_database
@@ -231,7 +262,8 @@ def run(
     with open_database(db) as database:
         checked = check(sql, database.dialect).sql(dialect=database.dialect)
         result = execute(database, checked, max_rows=max_rows, timeout=timeout)
-        print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
+        with writing_to(output):
+            print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
 
 
 @app.command()

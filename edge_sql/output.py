@@ -23,7 +23,7 @@ from rich.text import Text
 from edge_sql.execute import Result
 from edge_sql.pipeline import Answer
 
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "markdown")
 
 
 def jsonable(value):
@@ -92,6 +92,32 @@ def print_csv(columns, rows) -> None:
     sys.stdout.flush()
 
 
+def markdown_cell(value) -> str:
+    text = "NULL" if value is None else str(jsonable(value))
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def print_markdown(columns, rows, *, sql: str | None = None, note: str | None = None) -> None:
+    """A Markdown table (GitHub style), after the SQL in a fenced block when given, before a note when given.
+
+    >>> print_markdown(["name", "price"], [("Desk | Lamp", 19.5), ("Kettle", None)], note="2 rows")
+    | name | price |
+    | --- | --- |
+    | Desk \\| Lamp | 19.5 |
+    | Kettle | NULL |
+    <BLANKLINE>
+    2 rows
+    """
+    lines = [f"```sql\n{sql}\n```", ""] if sql else []
+    lines.append("| " + " | ".join(markdown_cell(c) for c in columns) + " |")
+    lines.append("| " + " | ".join("---" for _ in columns) + " |")
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in rows]
+    if note:
+        lines += ["", note]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
 def print_result_table(console: Console, result_columns, rows, truncated: bool, max_rows: int) -> None:
     table = Table(show_header=True, header_style="bold", show_lines=False)
     for name in result_columns:
@@ -115,6 +141,10 @@ def print_answer(answer: Answer, fmt: str, *, max_rows: int, show_candidates: bo
         return
     if fmt == "csv":
         print_csv(answer.columns, answer.rows)
+        return
+    if fmt == "markdown":
+        print_markdown(answer.columns, answer.rows, sql=answer.sql,
+                       note=f"{answer.votes} of {answer.candidates} candidates agreed · {answer.model}")
         return
     print_sql(console, answer.sql)
     print_result_table(console, answer.columns, answer.rows, answer.truncated, max_rows)
@@ -151,5 +181,7 @@ def print_result(result: Result, sql: str, fmt: str, *, max_rows: int, console: 
                     "truncated": result.truncated, "seconds": round(result.seconds, 4)})
     elif fmt == "csv":
         print_csv(result.columns, result.rows)
+    elif fmt == "markdown":
+        print_markdown(result.columns, result.rows)
     else:
         print_result_table(console, result.columns, result.rows, result.truncated, max_rows)

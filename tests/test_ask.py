@@ -195,3 +195,41 @@ def test_without_a_majority_early_stop_samples_everything(shop, fake_model):
     fake_model("SELECT count(*) FROM customers", "SELECT count(*) FROM orders", "SELECT count(*) FROM products")
     result = ask(shop, "How many customers?", "-n", "3", "--early-stop", "--format", "json")
     assert [entry["verdict"] for entry in json.loads(result.stdout)["ballot"]] == ["valid"] * 3
+
+
+def test_markdown_prints_the_sql_and_a_table(shop, fake_model):
+    fake_model("SELECT name, price FROM products ORDER BY price DESC LIMIT 2")
+    result = ask(shop, "Two most expensive products?", "-n", "1", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("```sql\nSELECT name, price FROM products ORDER BY price DESC LIMIT 2\n```\n")
+    assert "| name | price |\n| --- | --- |\n| 27-inch 4K Monitor | 329.0 |\n| Espresso Machine | 249.0 |" in result.stdout
+
+
+def test_output_writes_the_answer_to_a_file_not_stdout(shop, fake_model, tmp_path):
+    fake_model("SELECT count(*) AS n FROM customers")
+    target = tmp_path / "answer.json"
+    result = ask(shop, "How many customers?", "-n", "1", "--format", "json", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert json.loads(target.read_text())["rows"] == [[40]]
+
+
+def test_output_to_an_unwritable_place_is_a_usage_error(shop, fake_model, tmp_path):
+    fake_model("SELECT 1")
+    result = ask(shop, "Anything?", "-n", "1", "--output", str(tmp_path / "no" / "such" / "dir" / "x.txt"))
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr
+
+
+def test_the_question_log_is_opt_in_and_holds_no_rows_unless_asked(shop, fake_model, tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("EDGESQL_LOG", str(log))
+    fake_model("SELECT count(*) FROM customers")
+    ask(shop, "How many customers?", "-n", "1")
+    assert not log.exists()
+    ask(shop, "How many customers?", "-n", "1", "--log")
+    ask(shop, "How many customers?", "-n", "1", "--log", "--log-rows")
+    first, second = [json.loads(line) for line in log.read_text().splitlines()]
+    assert first["question"] == "How many customers?" and first["sql"] == "SELECT COUNT(*) FROM customers"
+    assert "rows" not in first
+    assert second["rows"] == [[40]]
