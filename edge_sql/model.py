@@ -63,11 +63,35 @@ def unregister_model(name: str) -> None:
 
 
 def default_threads() -> int:
-    """One thread per core this process may use (llama.cpp does best with physical cores)."""
+    """One thread per physical core this process may use: llama.cpp gets slower, not faster, on hyper-threads."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        usable = os.cpu_count() or 1
+    physical = physical_cores()
+    return max(1, min(usable, physical) if physical else usable)
+
+
+def physical_cores(cpuinfo: str | None = None) -> int:
+    r"""Distinct (package, core) pairs in /proc/cpuinfo; 0 when it cannot tell.
+
+    >>> physical_cores("physical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 1\n")
+    2
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return 0
+    cores, package = set(), None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            package = value.strip()
+        elif key == "core id":
+            cores.add((package, value.strip()))
+    return len(cores)
 
 
 def load_model(name_or_path: str, *, threads: int | None = None) -> Model:
