@@ -237,7 +237,7 @@ BOTH = [
     "SELECT 1; DROP TABLE customers",
     "SELECT 1; CREATE TEMP TABLE scratch AS SELECT 1",
     "BEGIN",
-    "SELECT load_extension('/tmp/evil.so')",
+    "SELECT load_extension('/opt/evil.so')",
     "SELECT readfile('/etc/passwd')",
     "SELECT writefile('{dir}/planted.txt', 'x')",
     "SELECT fts3_tokenizer('simple')",

@@ -138,7 +138,7 @@ SELECT * FROM pragma_table_info('customers')
 -- title: SQLite load_extension
 -- expect: refused
 -- rule: function allow-list
-SELECT load_extension('/tmp/evil.so')
+SELECT load_extension('/opt/evil.so')
 
 -- title: SQLite readfile
 -- expect: refused

@@ -46,7 +46,7 @@ SELECT * FROM ReAd_CsV('{dir}/secret.csv')
 -- title: a quoted function name
 -- expect: refused
 -- rule: function allow-list
-SELECT "load_extension"('/tmp/evil.so')
+SELECT "load_extension"('/opt/evil.so')
 
 -- title: leading whitespace and newlines before DROP
 -- expect: refused
