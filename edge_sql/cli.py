@@ -44,7 +44,7 @@ TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.
                            help="Sampling temperature for candidates after the first. [default: preset's]")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
-                       "[default: the cores this process may use]", show_default=False)]
+                       "[default: the physical cores this process may use]", show_default=False)]
 
 
 class Output(Console):

@@ -55,7 +55,7 @@ def eval_command(
                                                         "question, one per line (Spider's format), and the matching "
                                                         "gold file.", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
-                       "[default: the cores this process may use]", show_default=False)] = None,
+                       "[default: the physical cores this process may use]", show_default=False)] = None,
 ) -> None:
     """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
     from edge_sql.cli import status, stderr_console, stdout_console

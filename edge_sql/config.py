@@ -41,7 +41,7 @@ DEFAULT_WORDS = {
     "model": "the best installed preset, else smollm2-135m",
     "candidates": "the preset's",
     "temperature": "the preset's",
-    "threads": "the cores this process may use",
+    "threads": "the physical cores this process may use",
 }
 
 
