@@ -107,6 +107,16 @@ def describe_preset(preset, default: str) -> dict:
     }
 
 
+def print_wide(table, width: int) -> None:
+    """Print a table on stdout; piped into a file or another program it gets ``width`` columns, not 80."""
+    from edge_sql.cli import stdout_console
+
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = max(console.width, width)
+    console.print(table)
+
+
 @models_app.command("list")
 @reported
 def list_models(fmt: FormatOpt = "table") -> None:
@@ -114,7 +124,6 @@ def list_models(fmt: FormatOpt = "table") -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from edge_sql.cli import stdout_console
     from edge_sql.preset import choose_model, hub_cache_dir, load_presets
 
     check_format(fmt)
@@ -136,10 +145,7 @@ def list_models(fmt: FormatOpt = "table") -> None:
         cells = (row["name"] + (" *" if row["default"] else ""), human_size(row["size"]), state, row["params"],
                  row["quantization"], row["protocol"], row["license"], row["accuracy"])
         table.add_row(*map(Text, cells))
-    console = stdout_console()
-    if not console.is_terminal:
-        console.width = max(console.width, 160)
-    console.print(table)
+    print_wide(table, 160)
 
 
 @models_app.command("pull")
@@ -177,7 +183,6 @@ def info(
     from rich.table import Table
     from rich.text import Text
 
-    from edge_sql.cli import stdout_console
     from edge_sql.gguf_info import human_count, read_info
     from edge_sql.preset import GENERIC, get_preset, weights_path
     from edge_sql.prompt import get_protocol, template_speaks
@@ -223,10 +228,7 @@ def info(
     table.add_column(overflow="fold")
     for key, value in rows:
         table.add_row(key, Text(value))
-    console = stdout_console()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    console.print(table)
+    print_wide(table, 120)
 
 
 @models_app.command("rm")
