@@ -16,6 +16,7 @@ from rich.console import Console
 from edge_sql import __version__
 from edge_sql.cli_eval import eval_command
 from edge_sql.cli_models import chosen_model, models_app
+from edge_sql.cli_remedies import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE, EdgeSQLError, NoValidCandidate, UsageError
 
 app = typer.Typer(
@@ -169,6 +170,12 @@ def ask(
     log: Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
                                       "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")] = False,
     log_rows: Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")] = False,
+    grammar: GrammarOpt = None,
+    repair: RepairOpt = None,
+    repair_rounds: RepairRoundsOpt = 1,
+    merge: MergeOpt = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.database import open_database
@@ -178,6 +185,7 @@ def ask(
     from edge_sql.pipeline import Limits, ask as ask_question, clean_question
 
     check_format(fmt)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
     model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     question = clean_question(question)
     with open_database(db) as database:
@@ -193,7 +201,8 @@ def ask(
         console = stdout_console()
         try:
             with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
-                answer = ask_question(question, database, loaded, sampling, Limits(max_rows=max_rows, timeout=timeout))
+                answer = ask_question(question, database, loaded, sampling, Limits(max_rows=max_rows, timeout=timeout),
+                                      remedies=remedies)
         except NoValidCandidate as failure:
             if failure.answer is not None:
                 if log:
@@ -278,6 +287,12 @@ def shell(
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
     threads: ThreadsOpt = None,
+    grammar: GrammarOpt = None,
+    repair: RepairOpt = None,
+    repair_rounds: RepairRoundsOpt = 1,
+    merge: MergeOpt = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
 ) -> None:
     """An interactive session: load the model and the schema once, then answer one question a line (.help)."""
     import shutil
@@ -287,6 +302,7 @@ def shell(
     from edge_sql.shell import Shell, history_path, run_loop
 
     check_format(fmt)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
     model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     interactive = sys.stdin.isatty()
     with open_database(db) as database:
@@ -302,7 +318,7 @@ def shell(
         console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,
                                          width=shutil.get_terminal_size().columns))
         session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
-                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console)
+                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console, remedies=remedies)
         if interactive:
             stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
                                    ".quit or Ctrl-D to leave")

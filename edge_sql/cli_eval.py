@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from edge_sql.cli_remedies import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
+
 MAX_CANDIDATES = 64
 
 
@@ -56,6 +58,12 @@ def eval_command(
                                                         "gold file.", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
                        "[default: the physical cores this process may use]", show_default=False)] = None,
+    grammar: GrammarOpt = None,
+    repair: RepairOpt = None,
+    repair_rounds: RepairRoundsOpt = 1,
+    merge: MergeOpt = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
 ) -> None:
     """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
     from edge_sql.cli import status, stderr_console, stdout_console
@@ -65,6 +73,7 @@ def eval_command(
     from edge_sql.pipeline import Limits
 
     counts = parse_counts(candidates)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
     for path, option in ((report, "--report"), (predictions, "--predictions")):
         check_writable(path, option)
     dataset = load_dataset(data)
@@ -77,7 +86,7 @@ def eval_command(
                  "limit": limit, "shuffle": shuffle, "seed": seed}
     with Progress(len(examples), counts) as progress:
         result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout), selection=selection,
-                          progress=progress.advance)
+                          progress=progress.advance, remedies=remedies)
     if report is not None:
         report.write_text(json.dumps(report_to_dict(result), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     if predictions is not None:
@@ -149,6 +158,23 @@ class Progress:
                                f"{self.describe()}", highlight=False)
 
 
+def describe(remedies) -> str:
+    """The remedies of a run in a few words.
+
+    >>> from edge_sql.remedies import Remedies
+    >>> describe(Remedies(grammar=True, repair=1, prune="auto"))
+    'grammar, repair×1, prune auto'
+    >>> describe(Remedies(prune="never"))
+    'no remedies'
+    """
+    words = [name for name in ("grammar", "merge", "hints") if getattr(remedies, name)]
+    if remedies.repair:
+        words.insert(1 if remedies.grammar else 0, f"repair×{remedies.repair}")
+    if remedies.prune != "never":
+        words.append(f"prune {remedies.prune}")
+    return ", ".join(words) or "no remedies"
+
+
 def print_report(report, console) -> None:
     """The report for people: EX per candidate count, EX per hardness level, then speed and memory."""
     from rich.table import Table
@@ -161,7 +187,8 @@ def print_report(report, console) -> None:
     def percent(value):
         return "–" if value is None else f"{value:.1%}"
 
-    table = Table(title=f"EX on {name} · {report.model} · {len(report.scored)} questions", title_justify="left")
+    table = Table(title=f"EX on {name} · {report.model} · {len(report.scored)} questions · {describe(report.remedies)}",
+                  title_justify="left")
     for column in ("answer", "EX", "right", "valid", "invalid", "failed"):
         table.add_column(column, justify="left" if column == "answer" else "right")
     for s in summaries:

@@ -1,7 +1,7 @@
 """``edgesql eval``: the execution accuracy (EX) of the ask pipeline on a text-to-SQL dataset.
 
 Every question goes through the real pipeline (:func:`edge_sql.pipeline.deliberate`, then
-:func:`~edge_sql.pipeline.decide` once for each candidate count: one sampling pass serves greedy, vote@5 and vote@8).
+:func:`~edge_sql.pipeline.conclude` once for each candidate count: one sampling pass serves greedy, vote@5 and vote@8).
 The chosen query is scored against the gold query by :mod:`edge_sql.metric`, the rules of Spider's official
 evaluator. A question whose database is missing or whose gold query fails is skipped, with the reason.
 
@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +38,8 @@ from edge_sql.generate import Sampling
 from edge_sql.hardness import LEVELS, hardness, hardness_of
 from edge_sql.metric import SCORE_TIMEOUT, fetch, order_matters, prediction_line, results_match, rewrite, set_match
 from edge_sql.model import Model
-from edge_sql.pipeline import Limits, decide, deliberate
+from edge_sql.pipeline import Limits, conclude, deliberate
+from edge_sql.remedies import Remedies
 
 #: Verdicts of a candidate that did not pass validation, and of one that passed but failed to run.
 INVALID = frozenset({"empty", "parse_error", "refused", "unknown_table", "unknown_column"})
@@ -332,6 +333,7 @@ class Report:
     peak_rss_mib: float | None
     speed: Speed
     interrupted: bool = False
+    remedies: Remedies = Remedies()
 
     @property
     def scored(self) -> tuple[Record, ...]:
@@ -377,7 +379,8 @@ def percentile(values: list[float], quantile: float) -> float | None:
 
 
 def evaluate_example(example: Example, layout: str, metric: str, model: Model, sampling: Sampling,
-                     counts: tuple[int, ...], limits: Limits, open_db: Callable) -> Record:
+                     counts: tuple[int, ...], limits: Limits, open_db: Callable,
+                     remedies: Remedies = Remedies()) -> Record:
     """Run one question through the pipeline and score its answer for each candidate count; never raises for a bad
     example (a missing database, a gold query that fails, an empty question): it is skipped with the reason."""
     record = Record(example.index, example.db_id, example.question, example.gold)
@@ -394,7 +397,7 @@ def evaluate_example(example: Example, layout: str, metric: str, model: Model, s
         return replace(record, skipped=f"gold query failed: {error}")
     started = time.perf_counter()
     try:
-        deliberation = deliberate(example.question, db, model, sampling, limits)
+        deliberation = deliberate(example.question, db, model, sampling, limits, remedies=remedies)
     except UsageError as error:
         return replace(record, skipped=f"question refused: {error}")
     except EdgeSQLError as error:  # the pipeline cannot answer at all: every count is wrong
@@ -405,9 +408,10 @@ def evaluate_example(example: Example, layout: str, metric: str, model: Model, s
     scored: dict[str, tuple[bool, str | None]] = {}
     outcomes = []
     for k in counts:
-        answer = decide(deliberation, k)
-        if k == counts[-1]:
-            seconds += answer.timings["vote"]  # the latency of asking with the most candidates: scoring not included
+        clock = time.perf_counter()
+        answer = conclude(deliberation, db, model, sampling, limits, remedies, candidates=k)
+        if k == counts[-1]:  # the latency of asking with the most candidates: scoring not included
+            seconds += time.perf_counter() - clock
         line = prediction_line(answer.sql)
         if line not in scored:
             scored[line] = is_right(line, gold, metric, open_db)
@@ -423,7 +427,7 @@ def evaluate_example(example: Example, layout: str, metric: str, model: Model, s
 
 def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: Sampling, counts: tuple[int, ...],
              limits: Limits = Limits(), *, selection: dict | None = None,
-             progress: Callable[[Record], None] | None = None) -> Report:
+             progress: Callable[[Record], None] | None = None, remedies: Remedies = Remedies()) -> Report:
     """Evaluate ``model`` on ``examples``: one sampling pass of ``max(counts)`` candidates a question, scored for
     each count. Ctrl-C ends the run early with a report of the questions done (``interrupted``)."""
     counts = tuple(sorted(set(counts)))
@@ -434,7 +438,7 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
         try:
             for example in examples:
                 record = evaluate_example(example, dataset.layout, dataset.metric, model, sampling, counts, limits,
-                                          open_db)
+                                          open_db, remedies)
                 records.append(record)
                 if progress:
                     progress(record)
@@ -445,7 +449,7 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
     return Report(
         dataset=str(dataset.path), layout=dataset.layout, metric=dataset.metric, model=model.name, counts=counts,
         sampling=sampling, selection=dict(selection or {}), records=tuple(records), wall_seconds=round(wall, 2),
-        peak_rss_mib=peak_rss_mib(), speed=speed, interrupted=interrupted,
+        peak_rss_mib=peak_rss_mib(), speed=speed, interrupted=interrupted, remedies=remedies,
     )
 
 
@@ -507,6 +511,7 @@ def report_to_dict(report: Report) -> dict:
         "model": report.model,
         "sampling": {"candidates": report.sampling.candidates, "temperature": report.sampling.temperature,
                      "seed": report.sampling.seed, "max_tokens": report.sampling.max_tokens},
+        "remedies": asdict(report.remedies),
         "questions": len(report.records),
         "scored": len(report.scored),
         "skipped": len(report.skipped),

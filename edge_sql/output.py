@@ -57,6 +57,7 @@ def answer_to_dict(answer: Answer, error: str | None = None) -> dict:
             "error": entry.verdict.error,
             "votes": entry.votes,
             "logprob": round(entry.candidate.logprob, 4),
+            "round": entry.stage,
         }
         for entry in answer.ballot.entries
     ]
@@ -155,14 +156,18 @@ def print_answer(answer: Answer, fmt: str, *, max_rows: int, show_candidates: bo
 
 def print_ballot(console: Console, answer: Answer) -> None:
     table = Table(title="Candidates", show_header=True, header_style="bold")
-    for name in ("#", "votes", "verdict", "sql / error"):
+    rounds = any(entry.stage != "sample" for entry in answer.ballot.entries)
+    for name in ("#", "round") if rounds else ("#",):
+        table.add_column(name, overflow="fold")
+    for name in ("votes", "verdict", "sql / error"):
         table.add_column(name, overflow="fold")
     for index, entry in enumerate(answer.ballot.entries, 1):
         detail = entry.verdict.sql or entry.candidate.sql or entry.candidate.text.strip() or "(nothing)"
         if entry.verdict.error:
             detail += f"\n{entry.verdict.error}"
         winner = entry is answer.ballot.winner
-        table.add_row(str(index), str(entry.votes), entry.verdict.kind, Text(detail, style="bold" if winner else ""))
+        cells = (str(index), entry.stage) if rounds else (str(index),)
+        table.add_row(*cells, str(entry.votes), entry.verdict.kind, Text(detail, style="bold" if winner else ""))
     console.print(table)
 
 

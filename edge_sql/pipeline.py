@@ -2,8 +2,10 @@
 
 question → schema (rendered for the model) → prompt → N candidates → verdicts → guarded execution → vote → answer.
 
-``ask`` is ``deliberate`` (everything up to the vote) then ``decide`` (the vote and the answer); ``edgesql eval``
-deliberates once with N candidates and decides for each candidate count k ≤ N on the first k.
+``ask`` is ``deliberate`` (everything up to the vote) then ``conclude``: ``decide`` (the vote and the answer), then
+the second rounds the :class:`Remedies` switch on — a repair round when no candidate ran, a merge round when the vote
+is split. ``edgesql eval`` deliberates once with N candidates and concludes for each candidate count k ≤ N on the
+first k.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from edge_sql.execute import execute
 from edge_sql.generate import Sampling, answer_budget, generate
 from edge_sql.model import Model
 from edge_sql.prompt import Prompt, build_prompt
-from edge_sql.schema import render_schema
+from edge_sql.remedies import Remedies
+from edge_sql.schema import Schema, render_schema
 from edge_sql.validate import Verdict, validate
 from edge_sql.vote import Ballot, Entry, result_key, vote
 
@@ -71,22 +74,40 @@ class Deliberation:
     dialect: str
     timings: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
+    view: "View | None" = None  # what the model was shown, for a second round
+
+    def first(self, candidates: int) -> "Deliberation":
+        """The deliberation a ``candidates``-candidate run would have made."""
+        return replace(self, entries=self.entries[:candidates])
+
+
+@dataclass(frozen=True)
+class View:
+    """What the model saw: the schema (pruned, with hints) and its rendering, the prompt, the grammar if any."""
+
+    schema: Schema
+    rendered: str
+    prompt: Prompt
+    grammar: str | None = None
+    context: tuple[str, str] | None = None
 
 
 def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(), *,
-        context: tuple[str, str] | None = None) -> Answer:
+        context: tuple[str, str] | None = None, remedies: Remedies = Remedies()) -> Answer:
     """Answer ``question`` on ``db`` with ``model``; raise :class:`NoValidCandidate` when no candidate runs.
 
     ``context`` is the previous question and its SQL, for a follow-up question that refers to them.
     """
-    answer = decide(deliberate(question, db, model, sampling, limits, context=context))
+    deliberation = deliberate(question, db, model, sampling, limits, context=context, remedies=remedies)
+    answer = conclude(deliberation, db, model, sampling, limits, remedies)
     if answer.ballot.winner is None:
         raise NoValidCandidate(describe_failure(answer.ballot), answer)
     return answer
 
 
 def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
-               limits: Limits = Limits(), *, context: tuple[str, str] | None = None) -> Deliberation:
+               limits: Limits = Limits(), *, context: tuple[str, str] | None = None,
+               remedies: Remedies = Remedies()) -> Deliberation:
     """Prompt the model, generate ``sampling.candidates`` candidates and judge each one: everything but the vote."""
     question = clean_question(question)
     if sampling.max_tokens is None:
@@ -94,12 +115,12 @@ def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    prompt = fit_prompt(question, db, model, sampling.max_tokens, context=context)
+    view = fit_prompt(question, db, model, sampling.max_tokens, context=context, remedies=remedies)
     timings["prompt"] = lap(clock)
 
     clock = time.perf_counter()
     early = EarlyStop(db, limits, sampling.candidates) if sampling.early_stop and sampling.candidates > 2 else None
-    generation = generate(model, prompt, sampling, on_candidate=early)
+    generation = generate_for(model, view, sampling, on_candidate=early)
     timings["generate"] = lap(clock)
 
     entries = early.entries(generation.candidates, timings) if early else judge(generation.candidates, db, limits, timings)
@@ -110,7 +131,99 @@ def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
         dialect=db.dialect,
         timings=timings,
         tokens={"prompt": generation.prompt_tokens, "generated": generation.generated_tokens},
+        view=view,
     )
+
+
+def generate_for(model: Model, view: View, sampling: Sampling, on_candidate=None, prompt: Prompt | None = None):
+    """Candidates for ``prompt`` (the view's own by default), under the view's grammar when it has one."""
+    prompt = prompt or view.prompt
+    if view.grammar is None:
+        return generate(model, prompt, sampling, on_candidate=on_candidate)
+    return generate(model, prompt, sampling, on_candidate=on_candidate, grammar=view.grammar)
+
+
+def conclude(deliberation: Deliberation, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(),
+             remedies: Remedies = Remedies(), candidates: int | None = None) -> Answer:
+    """The answer for the first ``candidates`` entries (all by default): the vote, then a repair round while no
+    candidate ran (up to ``remedies.repair`` rounds), then a merge round if the vote is split and ``remedies.merge``.
+
+    Unlike :func:`ask` it does not raise when no candidate runs: the answer's ``sql`` is then None.
+    """
+    if candidates is not None:
+        deliberation = deliberation.first(candidates)
+    count = len(deliberation.entries)
+    answer = decide(deliberation)
+    rounds = 0
+    while answer.ballot.winner is None and rounds < remedies.repair and deliberation.view is not None:
+        rounds += 1
+        deliberation = repair_round(deliberation, db, model, replace(sampling, candidates=count), limits, rounds)
+        answer = decide(deliberation)
+    if remedies.merge and deliberation.view is not None:
+        answer = merge_round(answer, deliberation, db, model, sampling, limits)
+    return answer
+
+
+def repair_round(deliberation: Deliberation, db: Database, model: Model, sampling: Sampling, limits: Limits,
+                 round_number: int) -> Deliberation:
+    """One more round of candidates, prompted with the nearest failure: its SQL, its error, the valid names."""
+    from edge_sql.repair import repair_request
+
+    view = deliberation.view
+    failing = nearest_failure(deliberation.entries)
+    sql = failing.candidate.sql if failing else ""
+    error = failing.verdict.error if failing else "the model wrote no SQL"
+    request = repair_request(deliberation.question, sql, error or failing.verdict.kind, db.schema)
+    return second_round(deliberation, request, f"repair {round_number}", db, model, sampling, limits)
+
+
+def merge_round(answer: Answer, deliberation: Deliberation, db: Database, model: Model, sampling: Sampling,
+                limits: Limits) -> Answer:
+    """When no result has a majority, one greedy candidate asked to settle between the two most-voted queries; it
+    becomes the answer when it runs, else the vote stands."""
+    from edge_sql.merge import merge_request, split_vote
+
+    pair = split_vote(answer.ballot)
+    if pair is None:
+        return answer
+    first, second = ((e.verdict.sql, e.result.columns, e.result.rows) for e in pair)
+    request = merge_request(deliberation.question, first, second)
+    merged = second_round(deliberation, request, "merge", db, model, replace(sampling, candidates=1), limits)
+    entry = merged.entries[-1]
+    if entry.result is None:
+        return replace(answer, ballot=Ballot(answer.ballot.entries + (entry,), answer.ballot.winner),
+                       timings={**answer.timings, **merged.timings}, tokens=merged.tokens)
+    key = result_key(entry.result, entry.verdict.ordered)
+    agreeing = 1 + sum(1 for e in answer.ballot.entries
+                       if e.result is not None and result_key(e.result, e.verdict.ordered) == key)
+    entry = replace(entry, votes=agreeing)
+    return replace(answer, sql=entry.verdict.sql, columns=entry.result.columns, rows=entry.result.rows,
+                   truncated=entry.result.truncated, votes=agreeing,
+                   ballot=Ballot(answer.ballot.entries + (entry,), entry),
+                   timings={**answer.timings, **merged.timings}, tokens=merged.tokens)
+
+
+def second_round(deliberation: Deliberation, request: str, stage: str, db: Database, model: Model,
+                 sampling: Sampling, limits: Limits) -> Deliberation:
+    """The deliberation with the candidates of one more round, asked ``request`` over the same schema, appended."""
+    view = deliberation.view
+    preset = model.preset
+    prompt = build_prompt(preset.protocol, view.rendered, request, db.dialect, preset.prefix)
+    sampling = replace(sampling, max_tokens=sampling.max_tokens or answer_budget(deliberation.question))
+    timings = dict(deliberation.timings)
+    clock = time.perf_counter()
+    generation = generate_for(model, view, sampling, prompt=prompt)
+    timings[stage.split()[0]] = round(timings.get(stage.split()[0], 0.0) + lap(clock), 4)
+    entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, db, limits, timings)]
+    tokens = {name: deliberation.tokens.get(name, 0) + count for name, count in
+              (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
+    return replace(deliberation, entries=deliberation.entries + tuple(entries), timings=timings, tokens=tokens)
+
+
+def nearest_failure(entries) -> Entry | None:
+    """The failed candidate that came nearest to an answer (it ran but failed, before wrong names, before bad SQL)."""
+    failed = [e for e in entries if e.result is None and e.verdict.kind != "stopped"]
+    return max(failed, key=lambda e: (CLOSENESS.get(e.verdict.kind, 0), e.confidence), default=None)
 
 
 def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str, float] | None = None) -> list[Entry]:
@@ -174,7 +287,7 @@ class EarlyStop:
 
 
 def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
-    """The answer the vote of the first ``candidates`` entries gives (all of them by default).
+    """The answer the vote of the first ``candidates`` entries gives (all of them by default), no second round.
 
     Unlike :func:`ask` it does not raise when no candidate runs: the answer's ``sql`` is then None.
     """
@@ -199,22 +312,35 @@ def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
 
 
 def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
-               context: tuple[str, str] | None = None) -> Prompt:
-    """The prompt with sample values if it fits the model's context, without them if only that fits."""
+               context: tuple[str, str] | None = None, remedies: Remedies = Remedies()) -> View:
+    """What the model is shown: the first schema view that fits its context (with sample values, then without),
+    its prompt, and the grammar of that schema when ``remedies.grammar``."""
     preset = model.preset
     budget = model.context_length - max_tokens
-    for samples in (True, False):
-        schema = render_schema(db.schema, preset.schema_style, samples=samples)
-        prompt = build_prompt(preset.protocol, schema, question, db.dialect, preset.prefix, context=context)
-        needed = model.count_tokens(prompt.text)
-        if needed <= budget:
-            return prompt
+    for schema in schema_views(db, question, remedies):
+        for samples in (True, False):
+            rendered = render_schema(schema, preset.schema_style, samples=samples)
+            prompt = build_prompt(preset.protocol, rendered, question, db.dialect, preset.prefix, context=context)
+            needed = model.count_tokens(prompt.text)
+            if needed <= budget:
+                grammar = None
+                if remedies.grammar:
+                    from edge_sql.grammar import schema_grammar
+
+                    grammar = schema_grammar(schema, db.dialect, preset.prefix)
+                return View(schema, rendered, prompt, grammar, context)
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
         f"the schema of {db.path.name} is too large for {model.name}: the prompt needs {needed:,} tokens and "
         f"{room}; use a model with a longer context or a database with fewer tables"
     )
+
+
+def schema_views(db: Database, question: str, remedies: Remedies):
+    """The schemas to show the model, best first: the whole schema (pruned to the question's tables when
+    ``prune="always"``), then ever smaller prunings when ``prune="auto"`` and it does not fit."""
+    yield db.schema
 
 
 def clean_question(question: str) -> str:

@@ -21,6 +21,7 @@ from rich.console import Console
 from edge_sql.database import Database
 from edge_sql.errors import EdgeSQLError, UsageError
 from edge_sql.model import Model
+from edge_sql.remedies import Remedies
 
 HELP = """\
 Type a question in plain English, or one of:
@@ -43,7 +44,7 @@ class Shell:
     def __init__(self, db: Database, model: Model, *, load: Callable[[str], Model] | None = None,
                  candidates: int | None = None, temperature: float | None = None, seed: int = 42,
                  fmt: str = "table", max_rows: int = 100, timeout: float = 10.0,
-                 console: Callable[[io.StringIO], Console] | None = None):
+                 console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies()):
         from edge_sql.output import FORMATS
 
         if fmt not in FORMATS:
@@ -51,6 +52,7 @@ class Shell:
         self.db, self.model, self.load = db, model, load
         self.candidates, self.temperature, self.seed = candidates, temperature, seed
         self.fmt, self.max_rows, self.timeout = fmt, max_rows, timeout
+        self.remedies = remedies
         self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
         self.context: tuple[str, str] | None = None  # the previous question and its SQL
         self.done = False
@@ -97,7 +99,7 @@ class Shell:
         )
         limits = Limits(max_rows=self.max_rows, timeout=self.timeout)
         try:
-            answer = ask(question, self.db, self.model, sampling, limits, context=self.context)
+            answer = ask(question, self.db, self.model, sampling, limits, context=self.context, remedies=self.remedies)
         except NoValidCandidate as failure:
             if self.fmt == "json" and failure.answer is not None:
                 return self.render(lambda console: print_json(answer_to_dict(failure.answer, error=str(failure))))

@@ -36,6 +36,7 @@ class Entry:
     verdict: Verdict
     result: Result | None = None
     votes: int = 0
+    stage: str = "sample"  # the round it came from: "sample", "repair 1", "repair 2", …, "merge"
 
     @property
     def confidence(self) -> float:

@@ -1,0 +1,32 @@
+"""The switches of the pipeline's remedies for a small model's predictable failures (issue 9). Kept free of heavy
+imports: the CLI reads the defaults to write its help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """What the pipeline does beyond sample-and-vote to make a small model right more often; each is switchable and
+    measured (README, "What makes a small model right more often").
+
+    - ``grammar``: decode under a GBNF grammar built from the schema, so candidates can only name real tables and
+      columns;
+    - ``repair``: rounds of asking again with the failing SQL, its error and the valid names, when no candidate ran;
+    - ``merge``: when no result has a majority, ask the model to settle between the two most-voted queries;
+    - ``prune``: ``auto`` drops the tables and columns least relevant to the question only as far as the prompt needs
+      to fit the model, ``always`` keeps only the most relevant ones, ``never`` shows the whole schema;
+    - ``hints``: show, for text columns, the stored values closest to words of the question.
+    """
+
+    grammar: bool = False
+    repair: int = 0
+    merge: bool = False
+    prune: str = "auto"
+    hints: bool = False
+
+
+#: The most repair rounds a question may take.
+MAX_REPAIR_ROUNDS = 3
+PRUNE_MODES = ("auto", "always", "never")

@@ -1,0 +1,154 @@
+"""Second rounds: repair when no candidate runs, merge when the vote is split — switchable, bounded, and visible in
+the ballot. A fake model answers each call with the next queued texts, so each test reads as a conversation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_sql.cli import app
+from edge_sql.cli_remedies import chosen_remedies
+from edge_sql.remedies import Remedies
+
+runner = CliRunner()
+
+
+def ask(shop, *args):
+    return runner.invoke(app, ["ask", "--db", str(shop), "--model", "fake", "--format", "json", *args])
+
+
+def user_turn(prompt: str) -> str:
+    return prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+# -- repair -------------------------------------------------------------------------------------------------------------
+
+def test_when_every_candidate_fails_a_repair_round_feeds_back_the_sql_the_error_and_the_valid_names(shop, fake_model):
+    model = fake_model("SELECT colour FROM products", "SELECT colour FROM products", "SELECT colour FROM products",
+                       "SELECT count(*) FROM products", "SELECT count(*) FROM products", "SELECT name FROM nowhere")
+    result = ask(shop, "How many products are there?", "-n", "3", "--repair")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["rows"] == [[25]]
+    assert [entry["round"] for entry in answer["ballot"]] == ["sample"] * 3 + ["repair 1"] * 3
+    assert len(model.calls) == 2
+    request = user_turn(model.calls[1]["prompt"])
+    assert request.splitlines() == [
+        "How many products are there?",
+        "This query failed: SELECT colour FROM products",
+        "Error: no such column: colour",
+        "Valid names: products(product_id, name, category, price)",
+        "Write a corrected query.",
+    ]
+
+
+def test_the_repair_round_keeps_the_schema_prompt_so_its_cached_state_serves_again(shop, fake_model):
+    model = fake_model("SELECT colour FROM products", "SELECT count(*) FROM products")
+    assert ask(shop, "How many products are there?", "-n", "1", "--repair").exit_code == 0
+    first, second = model.calls
+    assert first["cache_prefix"] == second["cache_prefix"]
+    assert second["prompt"].startswith(second["cache_prefix"])
+
+
+def test_a_wrong_table_name_is_answered_with_every_table(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM clients", "SELECT count(*) FROM customers")
+    assert ask(shop, "How many clients?", "-n", "1", "--repair").exit_code == 0
+    names = user_turn(model.calls[1]["prompt"]).splitlines()[3]
+    assert names.startswith("Valid names: customers(") and "orders(" in names and "products(" in names
+
+
+def test_repair_stops_after_the_rounds_it_may_take(shop, fake_model):
+    model = fake_model("SELECT colour FROM products")
+    result = ask(shop, "Which colours?", "-n", "2", "--repair", "--repair-rounds", "2")
+    assert result.exit_code == 5
+    assert len(model.calls) == 3
+    assert [entry["round"] for entry in json.loads(result.stdout)["ballot"]] == (
+        ["sample"] * 2 + ["repair 1"] * 2 + ["repair 2"] * 2)
+
+
+def test_no_repair_means_one_round(shop, fake_model):
+    model = fake_model("SELECT colour FROM products")
+    assert ask(shop, "Which colours?", "-n", "2", "--no-repair").exit_code == 5
+    assert len(model.calls) == 1
+
+
+def test_a_question_some_candidate_answers_needs_no_repair(shop, fake_model):
+    model = fake_model("SELECT colour FROM products", "SELECT count(*) FROM products")
+    assert ask(shop, "How many products?", "-n", "2", "--repair").exit_code == 0
+    assert len(model.calls) == 1
+
+
+# -- merge --------------------------------------------------------------------------------------------------------------
+
+def test_a_split_vote_is_settled_by_a_merge_round_that_sees_both_queries_and_results(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM products", "SELECT count(*) FROM customers",
+                       "SELECT count(*) FROM products", "SELECT count(*) FROM customers",
+                       "SELECT count(*) FROM customers")
+    result = ask(shop, "How many customers are there?", "-n", "4", "--merge")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["rows"] == [[40]]
+    assert answer["ballot"][-1]["round"] == "merge"
+    assert answer["votes"] == 3  # the merged query and the two candidates that agree with it
+    assert model.calls[1]["temperatures"] == [0.0]
+    request = user_turn(model.calls[1]["prompt"]).splitlines()
+    assert request[:2] == ["How many customers are there?", "Two queries disagree."]
+    assert request[-1] == "Write the one correct query."
+    assert [line.split(":", 1)[0] for line in request[2:-1]] == ["Query A", "Result A", "Query B", "Result B"]
+    assert sorted(line.rsplit(" ", 1)[1] for line in request if line.startswith("Result ")) == ["25", "40"]
+
+
+def test_without_merge_a_tied_vote_goes_to_the_first_group(shop, fake_model):
+    fake_model("SELECT count(*) FROM products", "SELECT count(*) FROM customers")
+    answer = json.loads(ask(shop, "How many customers are there?", "-n", "2", "--no-merge").stdout)
+    assert answer["rows"] == [[25]]
+
+
+def test_a_clear_majority_needs_no_merge(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers", "SELECT count(*) FROM customers", "SELECT 1")
+    assert ask(shop, "How many customers are there?", "-n", "3", "--merge").exit_code == 0
+    assert len(model.calls) == 1
+
+
+def test_a_merged_query_that_fails_leaves_the_vote_standing(shop, fake_model):
+    fake_model("SELECT count(*) FROM products", "SELECT count(*) FROM customers", "SELECT colour FROM products")
+    answer = json.loads(ask(shop, "How many customers are there?", "-n", "2", "--merge").stdout)
+    assert answer["rows"] == [[25]]
+    assert answer["ballot"][-1]["round"] == "merge" and answer["ballot"][-1]["verdict"] == "unknown_column"
+
+
+# -- options ------------------------------------------------------------------------------------------------------------
+
+def test_flags_left_out_keep_the_measured_defaults():
+    assert chosen_remedies(None, None, 1, None, None, None) == Remedies()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prune", "sometimes"], "'sometimes' is not one of auto, always, never"),
+    (["--repair-rounds", "9"], "--repair-rounds"),
+])
+def test_bad_remedy_options_are_usage_errors(shop, fake_model, args, message):
+    fake_model("SELECT 1")
+    result = ask(shop, "How many?", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_eval_reports_the_remedies_and_repairs_each_candidate_count(shop, fake_model, tmp_path):
+    data = shop.parent / "mine.jsonl"
+    data.write_text(json.dumps({"question": "How many products are there?", "query": "SELECT count(*) FROM products",
+                                "db": shop.name}) + "\n", encoding="utf-8")
+    model = fake_model("SELECT colour FROM products", "SELECT colour FROM products",
+                       "SELECT count(*) FROM products",  # repairs greedy (k = 1)
+                       "SELECT count(*) FROM products", "SELECT count(*) FROM products")  # repairs the vote of 2
+    report_path = tmp_path / "r.json"
+    result = runner.invoke(app, ["eval", "--data", str(data), "--model", "fake", "-n", "1,2", "--repair",
+                                 "--report", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["remedies"]["repair"] == 1
+    assert [answer["right"] for answer in report["records"][0]["answers"]] == [True, True]
+    assert len(model.calls) == 3
+    assert "repair×1" in result.output
