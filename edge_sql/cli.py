@@ -240,6 +240,10 @@ def ask(
 def schema(
     db: DbOpt,
     model: ModelOpt = None,
+    question: Annotated[Optional[str], typer.Option("--question", "-q", show_default=False, help="Show the schema "
+                        "the model sees for this question: with --hints, and pruned with --prune always.")] = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
 ) -> None:
     """Print the database's schema exactly as the model sees it in the prompt."""
     from edge_sql.database import open_database
@@ -248,7 +252,16 @@ def schema(
 
     with open_database(db) as database:
         preset = get_preset(chosen_model(model)) or GENERIC
-        sys.stdout.write(render_schema(database.schema, preset.schema_style) + "\n")
+        shown = database.schema
+        if question is not None:
+            from edge_sql.focus import focus_schema, pruning_note
+            from edge_sql.pipeline import clean_question
+
+            remedies = chosen_remedies(None, None, 1, None, prune, hints)
+            question = clean_question(question)
+            shown = focus_schema(database, question, prune=remedies.prune, hints=remedies.hints)
+            sys.stderr.write(pruning_note(database.schema, shown, remedies.prune) + "\n")
+        sys.stdout.write(render_schema(shown, preset.schema_style) + "\n")
 
 
 @app.command()
