@@ -131,7 +131,8 @@ def add_value_hints(schema: Schema, db: Database, question: str, per_column: int
     for table in schema.tables:
         columns = []
         for column in table.columns:
-            hints = rank_values(values.get(db, table.name, column.name, column.type, deadline), phrases, per_column)
+            stored = values.get(db, table.name, column.name, column.type, deadline)
+            hints = rank_values(stored.candidates(phrases), phrases, per_column)
             if hints:
                 rest = [s for s in column.samples if s not in hints]
                 column = replace(column, samples=tuple(hints + rest)[: max(len(column.samples), len(hints))])
@@ -140,20 +141,40 @@ def add_value_hints(schema: Schema, db: Database, question: str, per_column: int
     return replace(schema, tables=tuple(tables))
 
 
+class ColumnValues:
+    """One column's distinct values, indexed by their words (and the words' stems) so that a question looks at only
+    the values that share a word with it."""
+
+    def __init__(self, values: tuple[str, ...]):
+        self.values = values
+        self.by_word: dict[str, list[int]] = {}
+        for position, value in enumerate(values):
+            for word in set(WORDS.findall(value.lower())):
+                for key in {word, stem(word)}:
+                    self.by_word.setdefault(key, []).append(position)
+
+    def candidates(self, phrases: Phrases) -> list[str]:
+        """The values that share a word, a stem or (for 'Asia' and "Asian") a prefix with the question."""
+        words = {w for text in phrases.quoted + phrases.phrases for w in text.split()}
+        keys = {k for w in words for k in (w, stem(w), *(w[:-cut] for cut in (1, 2, 3) if len(w) - cut >= 4))}
+        hits = sorted({p for key in keys for p in self.by_word.get(key, ())})
+        return [self.values[p] for p in hits]
+
+
 class StoredValues:
     """The distinct values of one database file's text columns, each column read on first use."""
 
     def __init__(self):
-        self.read: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.read: dict[tuple[str, str], ColumnValues] = {}
 
-    def get(self, db: Database, table: str, column: str, ctype: str, deadline: float) -> tuple[str, ...]:
+    def get(self, db: Database, table: str, column: str, ctype: str, deadline: float) -> ColumnValues:
         key = (table, column)
         if key in self.read:
             return self.read[key]
         left = deadline - time.monotonic()
         if left <= 0:  # out of time for this question: not read, and not remembered as empty
-            return ()
-        self.read[key] = read_values(db, table, column, ctype, left)
+            return ColumnValues(())
+        self.read[key] = ColumnValues(read_values(db, table, column, ctype, left))
         return self.read[key]
 
 
