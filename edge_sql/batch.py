@@ -5,6 +5,12 @@ token for every live sequence in a single ``llama_decode``, so the weights are r
 sequence has its own sampler chain and seed (greedy for temperature 0), and leaves the batch at an end-of-generation
 token, a stop string, or its token limit.
 
+With a grammar (``grammar.py``), each sequence also has its own copy of the compiled grammar, cloned from one
+compiled once per decoder. How it is applied is :data:`GRAMMAR_ARRANGEMENT`: ``"check"`` (the default, as llama.cpp's
+own common sampler does it) samples from the unconstrained chain, checks only that token against the grammar, and
+applies the grammar to the whole vocabulary and samples again only when it is refused; ``"chain"`` puts the grammar
+first in the chain, over every candidate at every step. Greedy candidates are the same either way.
+
 Between calls the prompt stays in sequence 0: the next prompt decodes only what differs after the common prefix
 (the schema, for the next question on the same database). :class:`PrefixStore` keeps that state on disk between
 processes, keyed by the model file and the prefix, checked by hash before it is trusted.
@@ -30,6 +36,10 @@ from edge_sql.digest import file_sha256
 
 #: Sampler settings for temperature > 0 (the same for every candidate; only the seed differs).
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
+#: How a grammar constrains sampling: "check" (the sampled token only, the whole vocabulary when it is refused) or
+#: "chain" (the whole vocabulary every step). Measured in benchmarks/grammar.py.
+GRAMMAR_ARRANGEMENT = "check"
+ARRANGEMENTS = ("check", "chain")
 
 
 @dataclass
@@ -43,6 +53,8 @@ class Sequence:
     done: bool = False
     stopped: bool = False  # ended early because the others had already agreed
     text: str = ""
+    grammar: object = None  # this sequence's grammar state, when it is checked outside the chain
+    resampled: int = 0  # tokens the grammar refused, sampled again from the constrained vocabulary
 
 
 class BatchDecoder:
@@ -70,9 +82,20 @@ class BatchDecoder:
         self.prompt_seconds = 0.0  # time spent evaluating them
         self.decode_seconds = 0.0  # time spent decoding candidates' tokens
         self.recurrent = bool(L.llama_model_is_recurrent(model) or L.llama_model_is_hybrid(model))
+        self.arrangement = GRAMMAR_ARRANGEMENT
+        self.grammars: dict[str, object] = {}  # grammar text -> compiled sampler, never used itself: only cloned
+        self.resampled = 0  # tokens the grammar refused in the last sample() ("check" arrangement)
+        self.candidates = (L.llama_token_data * self.n_vocab)()  # the whole vocabulary, for a refused token
+        self.candidate_view = np.frombuffer(self.candidates, dtype=np.dtype(
+            [("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+        self.token_ids = np.arange(self.n_vocab, dtype=np.int32)
+        self.one = (L.llama_token_data * 1)()  # a single token, to ask the grammar about it
 
     def close(self) -> None:
         if self.ctx:
+            for sampler in self.grammars.values():
+                L.llama_sampler_free(sampler)
+            self.grammars.clear()
             L.llama_batch_free(self.batch)
             L.llama_free(self.ctx)
             self.ctx = None
@@ -151,20 +174,28 @@ class BatchDecoder:
 
     # -- sampling -----------------------------------------------------------------------------------------------------
 
-    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog, on_finish=None):
+    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog, on_finish=None, grammar=None):
         """One completion per temperature; candidate i is seeded with ``seed + i``.
 
         Returns ``(text, logprob, tokens, stopped)`` for each. ``on_finish(i, text)`` is called as each candidate
         ends; when it returns True the candidates still running are stopped (``stopped`` is True for them).
+        ``grammar`` (GBNF text, checked by ``grammar.check_grammar`` first) constrains every candidate.
         """
         n = len(temperatures)
         if n > self.max_sequences:
             raise ValueError(f"at most {self.max_sequences} candidates can be sampled together")
+        compiled = self.compiled_grammar(grammar) if grammar else None
+        self.resampled = 0
         self.load_prompt(prompt_tokens)
         for s in range(1, n):
             L.llama_memory_seq_rm(self.memory, s, -1, -1)
             L.llama_memory_seq_cp(self.memory, 0, s, -1, -1)
-        sequences = [Sequence(i, make_chain(t, seed + i), [], bytearray()) for i, t in enumerate(temperatures)]
+        in_chain = compiled is not None and self.arrangement == "chain"
+        sequences = [
+            Sequence(i, make_chain(t, seed + i, compiled if in_chain else None), [], bytearray(),
+                     grammar=L.llama_sampler_clone(compiled) if compiled is not None and not in_chain else None)
+            for i, t in enumerate(temperatures)
+        ]
         for sequence in sequences:
             sequence.row = -1  # the last prompt token's logits
         position = len(prompt_tokens)
@@ -197,6 +228,9 @@ class BatchDecoder:
         finally:
             for sequence in sequences:
                 L.llama_sampler_free(sequence.chain)
+                if sequence.grammar is not None:
+                    L.llama_sampler_free(sequence.grammar)
+                self.resampled += sequence.resampled
             # keep only the prompt, on sequence 0, for the next call (a recurrent state cannot be cut back: drop it)
             if self.recurrent:
                 L.llama_memory_clear(self.memory, True)
@@ -216,11 +250,16 @@ class BatchDecoder:
         """Sample this sequence's next token from its logits, and decide whether it is finished."""
         token = L.llama_sampler_sample(sequence.chain, self.ctx, sequence.row)
         logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, sequence.row), shape=(self.n_vocab,))
+        if sequence.grammar is not None and not self.allows(sequence.grammar, token):
+            token = self.constrained_sample(sequence, logits)
+            sequence.resampled += 1
         top = float(logits.max())
         sequence.logprob += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
         if is_eog(token):
             sequence.done, sequence.text = True, sequence.data.decode("utf-8", "ignore")
             return
+        if sequence.grammar is not None:
+            L.llama_sampler_accept(sequence.grammar, token)  # only ever a token the grammar allows
         sequence.tokens.append(token)
         sequence.data += self.piece(token)
         text = sequence.data.decode("utf-8", "ignore")
@@ -229,6 +268,42 @@ class BatchDecoder:
             sequence.done, sequence.text = True, text[:cut]
         elif len(sequence.tokens) >= max_tokens:
             sequence.done, sequence.text = True, text
+
+    # -- grammars ----------------------------------------------------------------------------------------------------
+
+    def compiled_grammar(self, text: str):
+        """The grammar compiled for this model's vocabulary, once per decoder (callers clone it)."""
+        sampler = self.grammars.get(text)
+        if sampler is None:
+            from edge_sql.grammar import GrammarError, check_grammar
+
+            check_grammar(text)  # in a child process: a grammar llama.cpp cannot parse must not crash this one
+            sampler = L.llama_sampler_init_grammar(self.vocab, text.encode("utf-8"), b"root")
+            if not sampler:
+                raise GrammarError("llama.cpp does not accept the grammar")
+            if len(self.grammars) >= 8:
+                L.llama_sampler_free(self.grammars.pop(next(iter(self.grammars))))
+            self.grammars[text] = sampler
+        return sampler
+
+    def allows(self, grammar, token: int) -> bool:
+        """Whether ``grammar``, in its current state, allows ``token`` next (end of generation included)."""
+        one = self.one
+        one[0].id, one[0].logit, one[0].p = token, 0.0, 0.0
+        array = L.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        L.llama_sampler_apply(grammar, ctypes.byref(array))
+        return one[0].logit != float("-inf")
+
+    def constrained_sample(self, sequence: Sequence, logits) -> int:
+        """Sample again with the grammar applied to the whole vocabulary, then the sequence's own chain."""
+        view = self.candidate_view
+        view["id"] = self.token_ids
+        view["logit"] = logits
+        view["p"] = 0.0
+        array = L.llama_token_data_array(data=self.candidates, size=self.n_vocab, selected=-1, sorted=False)
+        L.llama_sampler_apply(sequence.grammar, ctypes.byref(array))
+        L.llama_sampler_apply(sequence.chain, ctypes.byref(array))
+        return int(self.candidates[array.selected].id)
 
     def piece(self, token: int) -> bytes:
         buffer = ctypes.create_string_buffer(64)
@@ -243,8 +318,11 @@ class ContextFull(Exception):
     """The KV cache has no room for another step."""
 
 
-def make_chain(temperature: float, seed: int):
+def make_chain(temperature: float, seed: int, grammar=None):
+    """The sampler chain of one candidate; ``grammar`` (a compiled grammar, cloned here) goes first when given."""
     chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    if grammar is not None:
+        L.llama_sampler_chain_add(chain, L.llama_sampler_clone(grammar))
     if temperature <= 0:
         L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
         return chain

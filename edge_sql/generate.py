@@ -74,11 +74,13 @@ class Generation:
     seconds: float
 
 
-def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None) -> Generation:
+def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None,
+             grammar: str | None = None) -> Generation:
     """N candidates for ``prompt``: the greedy one first, then samples.
 
     ``on_candidate(i, candidate)`` is called as candidate i is finished; when it returns True the model stops the
-    candidates still running (they come back with ``stopped=True``).
+    candidates still running (they come back with ``stopped=True``). ``grammar`` (GBNF, from
+    ``grammar.schema_grammar`` for ``prompt.prefix``) constrains what the model may write after the prefix.
     """
     stop = tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
@@ -88,9 +90,10 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
 
     started = time.perf_counter()
     max_tokens = sampling.max_tokens or MAX_TOKENS
+    constraint = {"grammar": grammar} if grammar else {}  # a model without grammars still serves the rest
     completions = model.sample(prompt.text, temperatures, seed=sampling.seed, max_tokens=max_tokens,
                                stop=stop, cache_prefix=prompt.cache_prefix or None,
-                               on_finish=on_finish if on_candidate else None)
+                               on_finish=on_finish if on_candidate else None, **constraint)
     seconds = time.perf_counter() - started
     completions += [Completion("", stopped=True)] * (len(temperatures) - len(completions))  # a loop that broke off
     candidates = tuple(

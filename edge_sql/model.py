@@ -40,12 +40,14 @@ class Model(Protocol):
     def sample(
         self, prompt: str, temperatures: Sequence[float], *, seed: int, max_tokens: int, stop: tuple[str, ...],
         cache_prefix: str | None = None, on_finish: Callable[[int, str], bool] | None = None,
+        grammar: str | None = None,
     ) -> list[Completion]:
         """One completion per temperature (0 = greedy); candidate i is seeded with ``seed + i``.
 
         ``cache_prefix`` is the head of ``prompt`` that later prompts repeat (the schema): a model may keep its
         state to skip evaluating it again. ``on_finish(i, text)`` is called as candidate i ends; a model that
-        decodes candidates together stops the rest (``stopped=True``) once it returns True.
+        decodes candidates together stops the rest (``stopped=True``) once it returns True. ``grammar`` is a GBNF
+        grammar (``grammar.schema_grammar``) every completion must follow.
         """
         ...
 
@@ -163,11 +165,16 @@ class LlamaModel:
     def tokenize(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
-    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None):
+    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None,
+               grammar=None):
+        if grammar:
+            from edge_sql.grammar import check_grammar
+
+            check_grammar(grammar)  # a grammar llama.cpp cannot parse would crash this process: refused before use
         if not self.batched:
             completions = []
             for index, temperature in enumerate(temperatures):
-                completions.append(self.complete(prompt, temperature, seed + index, max_tokens, stop))
+                completions.append(self.complete(prompt, temperature, seed + index, max_tokens, stop, grammar))
                 if on_finish is not None and on_finish(index, completions[-1].text):
                     break
             return completions
@@ -181,7 +188,7 @@ class LlamaModel:
             chunk = list(temperatures[start: start + decoder.max_sequences])
             finish = None if on_finish is None else (lambda i, text, start=start: on_finish(start + i, text))
             for text, logprob, count, stopped in decoder.sample(tokens, chunk, seed + start, max_tokens, stop,
-                                                                self.is_eog, finish):
+                                                                self.is_eog, finish, grammar):
                 completions.append(Completion(text, logprob, count, stopped))
             if any(c.stopped for c in completions) or len(completions) < start + len(chunk):
                 break
@@ -213,14 +220,16 @@ class LlamaModel:
 
         return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(self._llama.model), token))
 
-    def complete(self, prompt, temperature, seed, max_tokens, stop) -> Completion:
-        """One completion through the high-level API (the sequential reference path)."""
-        from llama_cpp import LogitsProcessorList
+    def complete(self, prompt, temperature, seed, max_tokens, stop, grammar=None) -> Completion:
+        """One completion through the high-level API (the sequential reference path); ``grammar`` must have passed
+        ``grammar.check_grammar`` (llama-cpp-python does not check that it compiled)."""
+        from llama_cpp import LlamaGrammar, LogitsProcessorList
 
         recorder = LogprobRecorder()
         result = self._llama.create_completion(
             prompt, max_tokens=max_tokens, temperature=temperature, top_k=40, top_p=0.95, min_p=0.05,
             repeat_penalty=1.0, seed=seed, stop=list(stop), logits_processor=LogitsProcessorList([recorder]),
+            grammar=LlamaGrammar.from_string(grammar) if grammar else None,
         )
         return Completion(result["choices"][0]["text"], recorder.total, result["usage"]["completion_tokens"])
 

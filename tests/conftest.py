@@ -35,9 +35,10 @@ class FakeModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None):
+    def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None,
+               grammar=None):
         self.calls.append(dict(prompt=prompt, temperatures=list(temperatures), seed=seed, max_tokens=max_tokens,
-                               stop=stop, cache_prefix=cache_prefix))
+                               stop=stop, cache_prefix=cache_prefix, grammar=grammar))
         completions, stopping = [], False
         for index, _ in enumerate(temperatures):
             if stopping:  # as a batched model does: the rest come back cut short

@@ -1,0 +1,327 @@
+"""Schema-constrained decoding: a GBNF grammar that lets the model write only a SELECT over the schema's real names.
+
+In the spirit of PICARD, with llama.cpp's grammars: :func:`schema_grammar` turns a :class:`~edge_sql.schema.Schema`
+into a grammar whose sentences are read-only queries over the schema's tables and columns (quoted where they must
+be, case as stored; ``table.column`` and ``T1.column`` with short aliases), SQL keywords in upper or lower case, the
+engine's allowed functions (the names :mod:`edge_sql.guard` lets through), number and string literals. The
+continuation after the prompt's ``prefix`` is what is constrained: the demo preset writes ``SELECT`` for the model,
+so its grammar starts after it.
+
+Repetitions are bounded (select items, conditions, joins, literal lengths, whitespace) so a small model cannot loop
+inside the grammar until its token limit. The statement ends with ``;`` (a stop string) or end of generation.
+
+A grammar llama.cpp cannot parse crashes the process that uses it, so :func:`check_grammar` compiles it first in a
+child process; its verdict is kept on disk by the grammar's digest.
+
+>>> from edge_sql.schema import Column, Schema, Table
+>>> shop = Schema("sqlite", (Table("products", (Column("name", "TEXT"), Column("unit price", "REAL"))),))
+>>> print(schema_grammar(shop, "sqlite", prefix="SELECT").splitlines()[0])
+root ::= ws select-core query-tail end
+>>> [line for line in schema_grammar(shop, "sqlite").splitlines() if line.startswith("table ::=")]
+['table ::= "products"']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from functools import lru_cache
+from itertools import groupby
+from pathlib import Path
+
+from edge_sql.errors import ModelError
+from edge_sql.schema import Schema
+
+#: Functions each engine's grammar offers, as the engine spells them; only those :mod:`edge_sql.guard` allows are
+#: kept (see :func:`engine_functions`). ``count`` has its own rule (it alone takes ``*``).
+FUNCTIONS = {
+    "sqlite": """sum avg min max total group_concat abs round lower upper length substr substring trim ltrim rtrim
+                 replace instr coalesce ifnull nullif iif date datetime time julianday strftime unixepoch typeof
+                 hex unicode char printf random""",
+    "duckdb": """sum avg min max string_agg median mode stddev variance abs round ceil floor sqrt power pow exp ln
+                 log lower upper length substring substr trim replace strpos concat concat_ws left right reverse
+                 contains starts_with ends_with split_part regexp_matches regexp_replace regexp_extract coalesce
+                 nullif greatest least date_part year month day date_trunc strftime strptime age dayname monthname
+                 last_day make_date any_value arg_max arg_min random read_csv""",
+}
+
+#: Types CAST may name.
+TYPES = "INTEGER INT BIGINT REAL FLOAT DOUBLE NUMERIC DECIMAL TEXT VARCHAR DATE TIMESTAMP BOOLEAN"
+
+#: Keyword rules: rule name -> the keyword (written in upper or lower case, nothing in between).
+KEYWORDS = {
+    "kw-select": "SELECT", "kw-distinct": "DISTINCT", "kw-from": "FROM", "kw-where": "WHERE",
+    "kw-group-by": "GROUP BY", "kw-having": "HAVING", "kw-order-by": "ORDER BY", "kw-limit": "LIMIT",
+    "kw-offset": "OFFSET", "kw-asc": "ASC", "kw-desc": "DESC", "kw-as": "AS", "kw-join": "JOIN", "kw-on": "ON",
+    "kw-inner": "INNER", "kw-left": "LEFT", "kw-outer": "OUTER", "kw-cross": "CROSS", "kw-and": "AND", "kw-or": "OR",
+    "kw-not": "NOT", "kw-in": "IN", "kw-like": "LIKE", "kw-between": "BETWEEN", "kw-is": "IS", "kw-null": "NULL",
+    "kw-true": "TRUE", "kw-false": "FALSE", "kw-exists": "EXISTS", "kw-case": "CASE", "kw-when": "WHEN",
+    "kw-then": "THEN", "kw-else": "ELSE", "kw-end": "END", "kw-cast": "CAST", "kw-count": "COUNT",
+    "kw-union": "UNION", "kw-all": "ALL", "kw-intersect": "INTERSECT", "kw-except": "EXCEPT",
+}
+
+#: Words a name must be quoted to be: the keywords above and the others both engines reserve.
+RESERVED = frozenset(
+    " ".join(KEYWORDS.values()).lower().split()
+    + """add alter by check collate column constraint create default delete drop escape foreign full glob group
+         index insert into join key limit natural order outer primary references right table to transaction union
+         unique update using values view with window""".split()
+)
+
+#: The statement: a SELECT (or a set operation of them) with the clauses a text-to-SQL answer uses.
+#: ``{...}`` marks are filled from the schema and engine. Every repetition is bounded.
+STATEMENT = r"""
+query ::= select query-tail
+query-tail ::= compound{0,2} order? limit?
+select ::= kw-select ws select-core
+select-core ::= (kw-distinct ws)? items from? where? group? having?
+compound ::= ws setop ws select
+setop ::= kw-union (ws kw-all)? | kw-intersect | kw-except
+items ::= item (comma item){0,7}
+item ::= "*" | qualifier ".*" | expr (ws kw-as ws label)?
+from ::= ws kw-from ws source join{0,4}
+source ::= (table | "(" sp query sp ")") (ws (kw-as ws)? alias)?
+join ::= comma source | ws (jointype ws)? kw-join ws source (ws kw-on ws expr)?
+jointype ::= kw-inner | kw-left (ws kw-outer)? | kw-cross
+where ::= ws kw-where ws expr
+group ::= ws kw-group-by ws expr (comma expr){0,3}
+having ::= ws kw-having ws expr
+order ::= ws kw-order-by ws ordering (comma ordering){0,3}
+ordering ::= expr (ws direction)?
+direction ::= kw-asc | kw-desc
+limit ::= ws kw-limit ws integer (ws kw-offset ws integer)?
+expr ::= (kw-not ws)? operand tail{0,7}
+tail ::= sp operator sp operand | ws logic ws (kw-not ws)? operand | ws kw-is (ws kw-not)? ws kw-null | negation ws kw-in sp "(" sp (query | values) sp ")" | negation ws kw-like ws operand | negation ws kw-between ws operand ws kw-and ws operand
+negation ::= (ws kw-not)?
+logic ::= kw-and | kw-or
+operator ::= {operators}
+operand ::= column | literal | call | count | case | cast | "(" sp (query | expr) sp ")" | kw-exists sp "(" sp query sp ")"
+values ::= literal (comma literal){0,19}
+call ::= function sp "(" sp (kw-distinct ws)? expr (comma expr){0,3} sp ")"
+count ::= kw-count sp "(" sp ("*" | (kw-distinct ws)? expr) sp ")"
+case ::= kw-case (ws operand)? when{1,4} (ws kw-else ws expr)? ws kw-end
+when ::= ws kw-when ws expr ws kw-then ws expr
+cast ::= kw-cast sp "(" sp expr ws kw-as ws type sp ")"
+literal ::= number | string | kw-null | kw-true | kw-false
+number ::= integer fraction?
+integer ::= [0-9]{1,10}
+fraction ::= "." [0-9]{1,6}
+string ::= "'" character{0,40} "'"
+character ::= [^'\\;\n\r\x00] | "''"
+label ::= [A-Za-z] [A-Za-z0-9_]{0,23}
+alias ::= [Tt] [1-9] | [a-z]
+qualifier ::= table | alias
+column ::= {columns} | alias "." name
+name ::= {names}
+table ::= {tables}
+function ::= {functions}
+type ::= {types}
+comma ::= sp "," ws?
+sp ::= " "?
+ws ::= " " | "\n" " "{0,4}
+end ::= (sp ";")?
+"""
+
+OPERATORS = ("=", "!=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||")
+
+
+class GrammarError(ModelError):
+    """A grammar llama.cpp would not accept (using it would crash the process), or a prefix it cannot follow."""
+
+
+def schema_grammar(schema: Schema, dialect: str, prefix: str = "") -> str:
+    """The GBNF grammar of a SELECT over ``schema``, for the answer that continues after ``prefix``.
+
+    Cached per schema digest, dialect and prefix (building it for hundreds of columns takes milliseconds).
+    """
+    return _grammar(schema_digest(schema), _names(schema), dialect, start_rule(prefix))
+
+
+def schema_digest(schema: Schema) -> str:
+    """A digest of what the grammar depends on: the engine and the table and column names, in order."""
+    names = [schema.engine] + [[t.name, [c.name for c in t.columns]] for t in schema.tables]
+    return hashlib.sha256(json.dumps(names, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _names(schema: Schema) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((t.name, tuple(c.name for c in t.columns)) for t in schema.tables)
+
+
+@lru_cache(maxsize=32)
+def _grammar(digest: str, tables, dialect: str, root: str) -> str:
+    del digest  # the cache key: equal digests have equal names
+    usable = [(t, tuple(c for c in cols if writable(c))) for t, cols in tables if writable(t)]
+    names = sorted({quote(c) for _, cols in usable for c in cols}) or ['"rowid"']
+    qualified = [f"{quote(t)}.{quote(c)}" for t, cols in usable for c in cols]
+    fills = {
+        "operators": alternation(OPERATORS),
+        "columns": alternation(names + qualified),
+        "names": alternation(names),
+        "tables": alternation([quote(t) for t, _ in usable] or ['"sqlite_master"' if dialect == "sqlite" else '"x"']),
+        "functions": alternation(cased(engine_functions(dialect))),
+        "types": alternation(cased(TYPES.split())),
+    }
+    body = re.sub(r"\{([a-z]+)\}", lambda m: fills[m.group(1)], STATEMENT.strip())
+    keywords = "\n".join(f"{rule} ::= {alternation(cased([word]))}" for rule, word in KEYWORDS.items())
+    return f"root ::= {root}\n{body}\n{keywords}\n"
+
+
+def start_rule(prefix: str) -> str:
+    """Where the grammar starts, given the answer's prefix: after ``SELECT`` (and its space), or a whole query."""
+    stripped = prefix.rstrip()
+    if re.search(r"(?i)(?:^|\W)select$", stripped):
+        return "select-core query-tail end" if prefix != stripped else "ws select-core query-tail end"
+    if not stripped or prefix != stripped or not re.search(r"\w$", stripped):
+        return "query end"
+    raise GrammarError(f"cannot constrain an answer that starts with {prefix!r}: the prefix must end before a query "
+                       "or with SELECT")
+
+
+def writable(name: str) -> bool:
+    """A name the grammar can spell: not empty, valid text without NUL (llama.cpp ends a token at a NUL)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(name) and "\x00" not in name
+
+
+def quote(name: str) -> str:
+    """The name as SQL must write it: bare when it is a plain identifier and not a reserved word, else quoted.
+
+    >>> quote("price"), quote("unit price"), quote("order"), quote("2nd"), quote('a"b')
+    ('price', '"unit price"', '"order"', '"2nd"', '"a""b"')
+    """
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name.lower() not in RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def cased(words) -> list[str]:
+    """Each word as written and in upper and lower case."""
+    return sorted({form for word in words for form in (word, word.upper(), word.lower())})
+
+
+@lru_cache(maxsize=4)
+def engine_functions(dialect: str) -> tuple[str, ...]:
+    """The engine's functions that the guard allows: each one is parsed in the dialect and checked as the guard
+    checks a query, so the grammar never offers a call the guard would refuse.
+
+    >>> "group_concat" in engine_functions("sqlite"), "random" in engine_functions("sqlite")
+    (True, False)
+    """
+    from edge_sql import guard
+    from edge_sql.errors import QueryRefused
+
+    allowed = []
+    for name in FUNCTIONS.get(dialect, FUNCTIONS["sqlite"]).split():
+        for arguments in ("x", "x, 1", "x, 'a'"):
+            try:
+                guard.check(f"SELECT {name}({arguments}) FROM t", dialect)
+            except QueryRefused:
+                continue
+            allowed.append(name)
+            break
+    return tuple(allowed)
+
+
+def literal(text: str) -> str:
+    r"""A GBNF string literal for ``text``; everything outside printable ASCII is escaped by code point.
+
+    >>> print(literal('a "b"\\ é'))
+    "a \"b\"\\ \u00E9"
+    """
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    return '"' + "".join(out) + '"'
+
+
+def alternation(words) -> str:
+    """A GBNF expression matching exactly ``words``, factored on common prefixes.
+
+    The sampler follows one grammar stack per open alternative: factored, a position holds one per distinct next
+    character rather than one per name, so hundreds of columns cost little.
+
+    >>> alternation(["order_id", "orders", "price"])
+    '("order" ("_id" | "s") | "price")'
+    >>> alternation(["a", "ab"])
+    '"a" ("b" | "")'
+    """
+    words = sorted(set(words))
+    if not words:
+        raise ValueError("an alternation needs at least one word")
+    return _factor(words, top=True)
+
+
+def _factor(words: list[str], top: bool = False) -> str:
+    alternatives, empty = [], "" in words
+    for _, group in groupby([w for w in words if w], key=lambda w: w[0]):
+        group = list(group)
+        head = os.path.commonprefix(group)
+        rests = [w[len(head):] for w in group]
+        if rests == [""]:
+            alternatives.append(literal(head))
+        else:
+            alternatives.append(f"{literal(head)} {_factor(rests)}")
+    if empty:
+        alternatives.append('""')
+    if len(alternatives) == 1 and (top or not empty):
+        return alternatives[0]
+    return "(" + " | ".join(alternatives) + ")"
+
+
+# -- validation -------------------------------------------------------------------------------------------------------
+
+_CHECK = """
+import sys
+import llama_cpp
+sampler = llama_cpp.llama_sampler_init_grammar(None, sys.stdin.buffer.read(), b"root")
+sys.exit(0 if sampler else 3)
+"""
+_checked: set[str] = set()
+
+
+def check_grammar(text: str) -> None:
+    """Raise :class:`GrammarError` unless llama.cpp parses ``text`` (rule ``root``) without error.
+
+    llama.cpp is asked in a child process, so a grammar that would crash it crashes only the child. A grammar that
+    passed is remembered by its digest, in this process and on disk (``<cache>/grammar``).
+    """
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if digest in _checked:
+        return
+    marker = grammar_cache() / f"{digest[:40]}.ok"
+    if marker.exists():
+        _checked.add(digest)
+        return
+    result = subprocess.run([sys.executable, "-c", _CHECK], input=text.encode("utf-8"), capture_output=True,
+                            timeout=120)
+    if result.returncode != 0:
+        reason = next((line for line in result.stderr.decode("utf-8", "replace").splitlines()
+                       if "error" in line.lower()), f"exit status {result.returncode}")
+        raise GrammarError(f"llama.cpp does not accept the grammar: {reason.strip()}")
+    _checked.add(digest)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # an unwritable cache only costs a check next time
+
+
+def grammar_cache() -> Path:
+    from edge_sql.model import cache_home
+
+    return cache_home() / "grammar"
