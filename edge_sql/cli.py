@@ -15,6 +15,7 @@ from rich.console import Console
 
 from edge_sql import __version__
 from edge_sql.cli_eval import eval_command
+from edge_sql.cli_convert import convert_command
 from edge_sql.cli_models import chosen_model, models_app
 from edge_sql.cli_remedies import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE, EdgeSQLError, NoValidCandidate, UsageError
@@ -344,6 +345,7 @@ def shell(
 
 
 app.command("eval")(reports_errors(eval_command))
+app.command("convert")(reports_errors(convert_command))
 
 config_app = typer.Typer(help="The config file: defaults for ask and shell that flags override.",
                          no_args_is_help=True, rich_markup_mode=None)

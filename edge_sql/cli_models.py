@@ -221,6 +221,7 @@ def info(
         ("tokenizer", f"{found.tokenizer} (pre: {found.pre_tokenizer or '-'}), {found.vocab_size:,} tokens, "
                       f"bos {found.bos_token or '-'}, eos {found.eos_token or '-'}"),
         ("chat template", template or "-"),
+        *((key.removeprefix("edgesql."), str(value)) for key, value in found.edgesql.items()),
         ("asked with", f"{preset.protocol} ({chat})" + ("" if preset is GENERIC else f", preset {preset.name}")),
     ]
     table = Table(show_header=False, box=None)

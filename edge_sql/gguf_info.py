@@ -34,6 +34,12 @@ class GGUFInfo:
     eos_token: str
     metadata: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def edgesql(self) -> dict[str, object]:
+        """What ``edgesql convert`` wrote about the file's origin: ``edgesql.source``, ``edgesql.lora``,
+        ``edgesql.protocol`` (empty for files made elsewhere)."""
+        return {key: value for key, value in self.metadata.items() if key.startswith("edgesql.")}
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["path"] = str(self.path)
