@@ -155,6 +155,9 @@ def print_answer(answer: Answer, fmt: str, *, max_rows: int, show_candidates: bo
 
 
 def print_ballot(console: Console, answer: Answer) -> None:
+    """``--show-candidates``: the schema the model saw (and what was left out of it), then every candidate."""
+    if answer.view is not None:
+        print_view(console, answer.view)
     table = Table(title="Candidates", show_header=True, header_style="bold")
     rounds = any(entry.stage != "sample" for entry in answer.ballot.entries)
     for name in ("#", "round") if rounds else ("#",):
@@ -169,6 +172,15 @@ def print_ballot(console: Console, answer: Answer) -> None:
         cells = (str(index), entry.stage) if rounds else (str(index),)
         table.add_row(*cells, str(entry.votes), entry.verdict.kind, Text(detail, style="bold" if winner else ""))
     console.print(table)
+
+
+def print_view(console: Console, view) -> None:
+    console.print(Text("Schema shown to the model", style="bold"))
+    console.print(Text(view.rendered, style="dim"))
+    if view.note:
+        console.print(Text(view.note, style="dim"))
+    if view.grammar is not None:
+        console.print(Text("decoded under the schema's grammar", style="dim"))
 
 
 def print_explanation(console: Console, explanation) -> None:

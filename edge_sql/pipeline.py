@@ -54,6 +54,7 @@ class Answer:
     dialect: str
     timings: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
+    view: "View | None" = None  # what the model was shown
 
     @property
     def candidates(self) -> int:
@@ -90,6 +91,7 @@ class View:
     prompt: Prompt
     grammar: str | None = None
     context: tuple[str, str] | None = None
+    note: str = ""  # what was left out of the schema, and why
 
 
 def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(), *,
@@ -137,10 +139,7 @@ def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
 
 def generate_for(model: Model, view: View, sampling: Sampling, on_candidate=None, prompt: Prompt | None = None):
     """Candidates for ``prompt`` (the view's own by default), under the view's grammar when it has one."""
-    prompt = prompt or view.prompt
-    if view.grammar is None:
-        return generate(model, prompt, sampling, on_candidate=on_candidate)
-    return generate(model, prompt, sampling, on_candidate=on_candidate, grammar=view.grammar)
+    return generate(model, prompt or view.prompt, sampling, on_candidate=on_candidate, grammar=view.grammar)
 
 
 def conclude(deliberation: Deliberation, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(),
@@ -308,6 +307,7 @@ def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
         dialect=deliberation.dialect,
         timings=timings,
         tokens=dict(deliberation.tokens),
+        view=deliberation.view,
     )
 
 
@@ -317,8 +317,9 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
     its prompt, and the grammar of that schema when ``remedies.grammar``."""
     preset = model.preset
     budget = model.context_length - max_tokens
-    for schema in schema_views(db, question, remedies):
-        for samples in (True, False):
+    views = list(schema_views(db, question, remedies))
+    for samples in (True, False):
+        for schema in views:
             rendered = render_schema(schema, preset.schema_style, samples=samples)
             prompt = build_prompt(preset.protocol, rendered, question, db.dialect, preset.prefix, context=context)
             needed = model.count_tokens(prompt.text)
@@ -328,7 +329,10 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
                     from edge_sql.grammar import schema_grammar
 
                     grammar = schema_grammar(schema, db.dialect, preset.prefix)
-                return View(schema, rendered, prompt, grammar, context)
+                from edge_sql.focus import pruning_note
+
+                note = pruning_note(db.schema, schema, remedies.prune)
+                return View(schema, rendered, prompt, grammar, context, note + ("" if samples else "; no sample values"))
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
@@ -339,8 +343,11 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
 
 def schema_views(db: Database, question: str, remedies: Remedies):
     """The schemas to show the model, best first: the whole schema (pruned to the question's tables when
-    ``prune="always"``), then ever smaller prunings when ``prune="auto"`` and it does not fit."""
-    yield db.schema
+    ``prune="always"``), then ever smaller prunings when ``prune="auto"`` and it does not fit; value hints in each
+    when ``remedies.hints``."""
+    from edge_sql.focus import focus_schemas
+
+    yield from focus_schemas(db, question, prune=remedies.prune, hints=remedies.hints)
 
 
 def clean_question(question: str) -> str:
