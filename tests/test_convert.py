@@ -154,6 +154,23 @@ def test_the_command_writes_q8_0_and_prints_the_report(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.q8_0.gguf"]
 
 
+@needs_extra
+def test_tensors_too_narrow_for_k_quants_are_reported(tokenizer, tmp_path):
+    """A 64-wide model cannot fill 256-value k-quant blocks: llama.cpp picks other types, and we list them."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from convert import convert
+    from convert.quantize import quantize
+
+    narrow = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    AutoModelForCausalLM.from_config(narrow).save_pretrained(tmp_path / "narrow")
+    tokenizer.save_pretrained(tmp_path / "narrow")
+    full = convert(str(tmp_path / "narrow"), quant="none", out=tmp_path / "narrow.f16.gguf", verify=False).path
+    fallbacks = quantize(full, tmp_path / "narrow.q4_k_m.gguf", "q4_k_m", threads=2)
+    assert {(f.tensor, f.wanted, f.used, f.ncols) for f in fallbacks} >= {("blk.0.attn_q.weight", "q4_K", "q5_0", 64)}
+
+
 # --- bad input: one line, exit 4, nothing left behind ------------------------------------------------------------------
 
 def fails(args: list[str], out_dir: Path) -> str:
