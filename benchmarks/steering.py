@@ -52,7 +52,7 @@ def measure(model, items, steering: str, candidates: int):
     model.preset = dataclasses.replace(model.preset, prefix=steering)
     for db_path, question in items:
         with open_database(db_path) as db:
-            prompt = fit_prompt(question, db, model, 192)
+            prompt = fit_prompt(question, db, model, 192).prompt
             generation = generate(model, prompt, Sampling(candidates=candidates, seed=42))
             good = 0
             for candidate in generation.candidates:

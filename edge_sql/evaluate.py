@@ -383,46 +383,62 @@ def evaluate_example(example: Example, layout: str, metric: str, model: Model, s
                      remedies: Remedies = Remedies()) -> Record:
     """Run one question through the pipeline and score its answer for each candidate count; never raises for a bad
     example (a missing database, a gold query that fails, an empty question): it is skipped with the reason."""
+    return evaluate_variants(example, layout, metric, model, sampling, counts, limits, open_db, (remedies,))[0]
+
+
+def evaluate_variants(example: Example, layout: str, metric: str, model: Model, sampling: Sampling,
+                      counts: tuple[int, ...], limits: Limits, open_db: Callable,
+                      variants: tuple[Remedies, ...]) -> list[Record]:
+    """:func:`evaluate_example` for several remedies that prompt the model alike (the same grammar, pruning and
+    hints; they differ in their second rounds): one deliberation serves them all. One record each, in order; each
+    record's seconds are the deliberation's plus its own conclusion's."""
+    first = variants[0]
+    if any((v.grammar, v.prune, v.hints) != (first.grammar, first.prune, first.hints) for v in variants):
+        raise ValueError("variants must share grammar, prune and hints: they would prompt the model differently")
     record = Record(example.index, example.db_id, example.question, example.gold)
     if not example.db_path.is_file():
-        return replace(record, skipped=f"database missing: {example.db_path}")
+        return [replace(record, skipped=f"database missing: {example.db_path}")] * len(variants)
     record = replace(record, hardness=hardness(example.sql) if example.sql else hardness_of(example.gold))
     try:
         db = open_db(example.db_path)
     except EdgeSQLError as error:
-        return replace(record, skipped=f"database cannot be opened: {error}")
+        return [replace(record, skipped=f"database cannot be opened: {error}")] * len(variants)
     try:
         gold = run_gold(example, comparison_files(example, layout), metric, open_db)
     except QueryFailed as error:
-        return replace(record, skipped=f"gold query failed: {error}")
+        return [replace(record, skipped=f"gold query failed: {error}")] * len(variants)
     started = time.perf_counter()
     try:
-        deliberation = deliberate(example.question, db, model, sampling, limits, remedies=remedies)
+        deliberation = deliberate(example.question, db, model, sampling, limits, remedies=first)
     except UsageError as error:
-        return replace(record, skipped=f"question refused: {error}")
+        return [replace(record, skipped=f"question refused: {error}")] * len(variants)
     except EdgeSQLError as error:  # the pipeline cannot answer at all: every count is wrong
         outcomes = tuple(Outcome(k, prediction_line(None), False, error=str(error)) for k in counts)
-        return replace(record, outcomes=outcomes, error=str(error))
+        return [replace(record, outcomes=outcomes, error=str(error))] * len(variants)
     costs = {"generate_seconds": deliberation.timings.get("generate", 0.0), **(model_counters(model) or {})}
-    seconds = time.perf_counter() - started
+    deliberated = time.perf_counter() - started
     scored: dict[str, tuple[bool, str | None]] = {}
-    outcomes = []
-    for k in counts:
-        clock = time.perf_counter()
-        answer = conclude(deliberation, db, model, sampling, limits, remedies, candidates=k)
-        if k == counts[-1]:  # the latency of asking with the most candidates: scoring not included
-            seconds += time.perf_counter() - clock
-        line = prediction_line(answer.sql)
-        if line not in scored:
-            scored[line] = is_right(line, gold, metric, open_db)
-        kinds = Counter(entry.verdict.kind for entry in answer.ballot.entries)
-        outcomes.append(Outcome(
-            candidates=k, sql=line, right=scored[line][0], votes=answer.votes, valid=answer.ballot.valid,
-            invalid=sum(kinds[kind] for kind in INVALID), failed=sum(kinds[kind] for kind in FAILED),
-            error=scored[line][1] if answer.sql is not None else "no valid candidate",
-        ))
-    return replace(record, outcomes=tuple(outcomes), seconds=round(seconds, 4),
-                   tokens=dict(deliberation.tokens), costs=costs)
+    records = []
+    for remedies in variants:
+        seconds = deliberated
+        outcomes = []
+        for k in counts:
+            clock = time.perf_counter()
+            answer = conclude(deliberation, db, model, sampling, limits, remedies, candidates=k)
+            if k == counts[-1]:  # the latency of asking with the most candidates: scoring not included
+                seconds += time.perf_counter() - clock
+            line = prediction_line(answer.sql)
+            if line not in scored:
+                scored[line] = is_right(line, gold, metric, open_db)
+            kinds = Counter(entry.verdict.kind for entry in answer.ballot.entries)
+            outcomes.append(Outcome(
+                candidates=k, sql=line, right=scored[line][0], votes=answer.votes, valid=answer.ballot.valid,
+                invalid=sum(kinds[kind] for kind in INVALID), failed=sum(kinds[kind] for kind in FAILED),
+                error=scored[line][1] if answer.sql is not None else "no valid candidate",
+            ))
+        records.append(replace(record, outcomes=tuple(outcomes), seconds=round(seconds, 4),
+                               tokens=dict(deliberation.tokens), costs=costs))
+    return records
 
 
 def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: Sampling, counts: tuple[int, ...],

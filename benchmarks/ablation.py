@@ -1,0 +1,148 @@
+"""The ablation of issue 9: the pipeline without remedies, with each one, and with all — same model, same seed, same
+questions — scored exactly as ``edgesql eval`` scores them.
+
+Each question is answered by every configuration in turn before the next question, in one process with the model
+loaded once, so the machine's noise (2 shared cores) falls on all of them alike and the seconds per question compare
+side by side. Each row is what ``edgesql eval`` prints for the same flags (the EX figures are the same; its seconds are
+measured alone).
+
+    python benchmarks/ablation.py --data ../shared/data/spider-dev --limit 120 [--configs base,grammar,...]
+        [--model smollm2-135m] [--candidates 1,5] [--report ablation.json]
+
+Printed: a Markdown table with EX (greedy and vote), the share of candidates that were valid and ran, seconds per
+question (mean, and relative to ``base``), and the peak RSS of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from edge_sql.evaluate import Databases, evaluate_variants, load_dataset, select_examples, summarize
+from edge_sql.generate import Sampling
+from edge_sql.model import load_model
+from edge_sql.pipeline import Limits
+from edge_sql.remedies import Remedies
+
+#: Each configuration and the ``edgesql eval`` flags that give it. ``base`` is the pipeline before the remedies.
+CONFIGS = {
+    "base": (Remedies(prune="never"), "--no-grammar --no-repair --no-merge --prune never --no-hints"),
+    "grammar": (Remedies(prune="never", grammar=True), "--grammar --no-repair --no-merge --prune never --no-hints"),
+    "repair": (Remedies(prune="never", repair=1), "--no-grammar --repair --no-merge --prune never --no-hints"),
+    "merge": (Remedies(prune="never", merge=True), "--no-grammar --no-repair --merge --prune never --no-hints"),
+    "prune": (Remedies(prune="always"), "--no-grammar --no-repair --no-merge --prune always --no-hints"),
+    "hints": (Remedies(prune="never", hints=True), "--no-grammar --no-repair --no-merge --prune never --hints"),
+    "all": (Remedies(prune="always", grammar=True, repair=1, merge=True, hints=True),
+            "--grammar --repair --merge --prune always --hints"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+                        / "spider-dev")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--limit", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--candidates", default="1,5")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=FLAGS",
+                        help="another configuration, e.g. 'best=grammar,repair,hints' (names of Remedies fields; "
+                             "prune=always/never)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the model [default: the physical cores]")
+    parser.add_argument("--report", type=Path)
+    args = parser.parse_args()
+
+    configs = {name: CONFIGS[name] for name in args.configs.split(",") if name}
+    for extra in args.extra:
+        name, _, fields = extra.partition("=")
+        configs[name] = parse_extra(fields)
+    counts = tuple(sorted({int(k) for k in args.candidates.split(",")}))
+    dataset = load_dataset(args.data)
+    examples = select_examples(dataset.examples, limit=args.limit, shuffle=True, seed=args.seed)
+    model = load_model(args.model, threads=args.threads)
+    sampling = Sampling(candidates=max(counts), seed=args.seed, temperature=model.preset.temperature)
+    records = {name: [] for name in configs}
+    groups: dict[tuple, list[str]] = {}  # configurations that prompt alike share one deliberation
+    for name, (remedies, _) in configs.items():
+        groups.setdefault((remedies.grammar, remedies.prune, remedies.hints), []).append(name)
+    started = time.perf_counter()
+    with Databases() as open_db:
+        for number, example in enumerate(examples, 1):
+            for names in groups.values():
+                variants = tuple(configs[name][0] for name in names)
+                for name, record in zip(names, evaluate_variants(example, dataset.layout, dataset.metric, model,
+                                                                 sampling, counts, Limits(), open_db, variants)):
+                    records[name].append(record)
+            if number % 10 == 0 or number == len(examples):
+                print(f"{number}/{len(examples)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                summary(configs, records, counts, args, started, final=number == len(examples))
+
+
+def summary(configs, records, counts, args, started, final: bool) -> None:
+    """The table so far (on stderr while running, on stdout at the end), and the JSON report."""
+    out = sys.stdout if final else sys.stderr
+    rows = []
+    base_seconds = None
+    for name, (remedies, flags) in configs.items():
+        scored = [r for r in records[name] if r.skipped is None]
+        summaries = [summarize(scored, k) for k in counts]
+        seconds = statistics.mean(r.seconds for r in scored) if scored else 0.0
+        base_seconds = base_seconds or seconds
+        rows.append({"config": name, "flags": flags, "remedies": asdict(remedies), "questions": len(scored),
+                     **{f"ex_{s.label}": s.ex for s in summaries}, **{f"right_{s.label}": s.right for s in summaries},
+                     **{f"valid_{s.label}": s.share(s.valid) for s in summaries},
+                     "seconds": seconds, "relative_seconds": seconds / base_seconds if base_seconds else None})
+    print_table(rows, counts, out)
+    questions = len(next(iter(records.values())))
+    print(f"\n{questions} questions (shuffled with seed {args.seed}) of {args.data}, model {args.model}, "
+          f"peak RSS {peak_rss_mib():.0f} MiB, {time.perf_counter() - started:.0f} s in all", file=out)
+    if args.report:
+        per_question = {name: [{"index": r.index, "seconds": r.seconds, "skipped": r.skipped,
+                                 **{f"right@{o.candidates}": o.right for o in r.outcomes},
+                                 **{f"valid@{o.candidates}": o.valid for o in r.outcomes},
+                                 **{f"all@{o.candidates}": o.valid + o.invalid + o.failed for o in r.outcomes}}
+                                for r in records[name]] for name in configs}
+        args.report.write_text(json.dumps({"rows": rows, "questions": questions, "limit": args.limit,
+                                           "seed": args.seed, "model": args.model, "threads": args.threads,
+                                           "records": per_question}, indent=1) + "\n")
+
+
+def parse_extra(fields: str):
+    words = [w.strip() for w in fields.split(",") if w.strip()]
+    remedies = Remedies(prune="always" if "prune" in words else "never", grammar="grammar" in words,
+                        repair=1 if "repair" in words else 0, merge="merge" in words, hints="hints" in words)
+    flags = " ".join(f"--{w}" if w != "prune" else "--prune always" for w in words)
+    return remedies, flags
+
+
+def print_table(rows, counts, out) -> None:
+    labels = ["greedy" if k == 1 else f"vote@{k}" for k in counts]
+    header = ["pipeline", *(f"EX {label}" for label in labels), *(f"valid {label}" for label in labels),
+              "s / question", "× base"]
+    print("| " + " | ".join(header) + " |", file=out)
+    print("|" + "---|" * len(header), file=out)
+    for row in rows:
+        cells = [row["config"]]
+        cells += [f"{row[f'ex_{label}']:.1%} ({row[f'right_{label}']}/{row['questions']})" for label in labels]
+        cells += [f"{row[f'valid_{label}']:.1%}" for label in labels]
+        cells += [f"{row['seconds']:.2f}", f"{row['relative_seconds']:.2f}"]
+        print("| " + " | ".join(cells) + " |", file=out)
+    print(file=out)
+    for row in rows:
+        print(f"- {row['config']}: edgesql eval --candidates {','.join(map(str, counts))} {row['flags']}", file=out)
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    main()
