@@ -317,28 +317,41 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
     its prompt, and the grammar of that schema when ``remedies.grammar``."""
     preset = model.preset
     budget = model.context_length - max_tokens
-    views = list(schema_views(db, question, remedies))
-    for samples in (True, False):
-        for schema in views:
-            rendered = render_schema(schema, preset.schema_style, samples=samples)
-            prompt = build_prompt(preset.protocol, rendered, question, db.dialect, preset.prefix, context=context)
-            needed = model.count_tokens(prompt.text)
-            if needed <= budget:
-                grammar = None
-                if remedies.grammar:
-                    from edge_sql.grammar import schema_grammar
+    for schema, samples in attempts(schema_views(db, question, remedies)):
+        rendered = render_schema(schema, preset.schema_style, samples=samples)
+        prompt = build_prompt(preset.protocol, rendered, question, db.dialect, preset.prefix, context=context)
+        needed = model.count_tokens(prompt.text)
+        if needed <= budget:
+            grammar = None
+            if remedies.grammar:
+                from edge_sql.grammar import schema_grammar
 
-                    grammar = schema_grammar(schema, db.dialect, preset.prefix)
-                from edge_sql.focus import pruning_note
+                grammar = schema_grammar(schema, db.dialect, preset.prefix)
+            from edge_sql.focus import pruning_note
 
-                note = pruning_note(db.schema, schema, remedies.prune)
-                return View(schema, rendered, prompt, grammar, context, note + ("" if samples else "; no sample values"))
+            note = pruning_note(db.schema, schema, remedies.prune)
+            return View(schema, rendered, prompt, grammar, context, note + ("" if samples else "; no sample values"))
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
         f"the schema of {db.path.name} is too large for {model.name}: the prompt needs {needed:,} tokens and "
         f"{room}; use a model with a longer context or a database with fewer tables"
     )
+
+
+def attempts(views):
+    """Each schema view with its sample values, then each again without them: a pruned schema that keeps its sample
+    values comes before the whole schema without any. Views are computed only as far as they are needed.
+
+    >>> list(attempts(iter("ab")))
+    [('a', True), ('b', True), ('a', False), ('b', False)]
+    """
+    seen = []
+    for view in views:
+        seen.append(view)
+        yield view, True
+    for view in seen:
+        yield view, False
 
 
 def schema_views(db: Database, question: str, remedies: Remedies):

@@ -152,3 +152,45 @@ def test_eval_reports_the_remedies_and_repairs_each_candidate_count(shop, fake_m
     assert [answer["right"] for answer in report["records"][0]["answers"]] == [True, True]
     assert len(model.calls) == 3
     assert "repair×1" in result.output
+
+
+# -- pruning in the pipeline ----------------------------------------------------------------------------------------------
+
+def test_auto_pruning_shows_a_model_with_a_short_context_only_the_tables_the_question_needs(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers", context_length=200)  # the whole schema does not fit
+    result = runner.invoke(app, ["ask", "--db", str(shop), "--model", "fake", "How many customers are there?",
+                                 "--prune", "auto", "--show-candidates"])
+    assert result.exit_code == 0, result.output
+    prompt = model.calls[0]["prompt"]
+    assert "CREATE TABLE customers" in prompt and "CREATE TABLE orders" in prompt
+    assert "products" not in prompt and "order_items" not in prompt
+    note = next(line for line in result.output.splitlines() if line.startswith("pruned to"))
+    assert note.startswith("pruned to 2 of 4 tables")
+    assert sorted(note.split("left out: ")[1].split(", ")) == ["order_items", "products"]
+
+
+def test_a_model_with_room_sees_the_whole_schema_unless_pruning_is_always(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers")
+    assert ask(shop, "How many customers are there?", "--prune", "auto").exit_code == 0
+    assert ask(shop, "How many customers are there?", "--prune", "always", "-n", "1").exit_code == 0
+    whole, pruned = model.calls[0]["prompt"], model.calls[1]["prompt"]
+    assert "CREATE TABLE products" in whole
+    assert "CREATE TABLE products" not in pruned and "CREATE TABLE customers" in pruned
+
+
+def test_hints_put_the_stored_value_the_question_names_in_front_of_the_model(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers WHERE country = 'Germany'")
+    assert ask(shop, "How many customers live in Germany?", "--no-hints", "-n", "1").exit_code == 0
+    assert ask(shop, "How many customers live in Germany?", "--hints", "-n", "1").exit_code == 0
+    plain, hinted = (call["prompt"] for call in model.calls)
+    assert "'Germany'" not in plain
+    assert "'Germany'" in hinted
+
+
+def test_the_grammar_of_the_schema_the_model_sees_goes_with_its_prompt(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers")
+    assert ask(shop, "How many customers are there?", "--grammar", "--prune", "always", "-n", "1").exit_code == 0
+    assert ask(shop, "How many customers are there?", "--no-grammar", "-n", "1").exit_code == 0
+    grammar = model.calls[0]["grammar"]
+    assert "customers" in grammar and "order_items" not in grammar  # pruned away: not writable either
+    assert model.calls[1]["grammar"] is None
