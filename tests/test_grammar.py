@@ -175,8 +175,12 @@ def names_used(sql: str, dialect: str):
 @needs_demo_model
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "sequential"])
 def test_the_demo_model_writes_only_real_names_under_the_grammar(batched):
+    """Every candidate that finished parses and names only real tables and columns, and most candidates finish: the
+    grammar's bounds (nesting, select items) keep the model from looping until its token limit."""
     model = load_model("smollm2-135m", threads=2)
-    model.batched = batched
+    if not batched:  # its llama.cpp context is sized when it loads: a batched model keeps a tiny one
+        model = LlamaModel(model.path, preset=model.preset, threads=2, batched=False)
+    limit, finished, total = 128, [], []
     with open_database(EXAMPLES / "shop.sqlite") as db:
         grammar = schema_grammar(db.schema, db.dialect, model.preset.prefix)
         tables = {t.name for t in db.schema.tables}
@@ -184,10 +188,11 @@ def test_the_demo_model_writes_only_real_names_under_the_grammar(batched):
         for question in QUESTIONS:
             prompt = build_prompt(model.preset.protocol, render_schema(db.schema, model.preset.schema_style),
                                   question, db.dialect, model.preset.prefix)
-            generation = generate(model, prompt, Sampling(candidates=3, seed=7, max_tokens=128), grammar=grammar)
-            ended = [c for c in generation.candidates if c.tokens < 128]  # cut at the token limit: unfinished SQL
-            assert ended, [c.sql for c in generation.candidates]
-            for candidate in ended:  # the greedy one and sampled ones
-                used_tables, used_columns = names_used(candidate.sql, db.dialect)
-                assert used_tables <= tables, candidate.sql
-                assert used_columns <= columns, candidate.sql
+            generation = generate(model, prompt, Sampling(candidates=3, seed=7, max_tokens=limit), grammar=grammar)
+            total += generation.candidates
+            finished += [c for c in generation.candidates if c.tokens < limit]  # at the limit: unfinished SQL
+    for candidate in finished:  # greedy and sampled ones
+        used_tables, used_columns = names_used(candidate.sql, db.dialect)
+        assert used_tables <= tables, candidate.sql
+        assert used_columns <= columns, candidate.sql
+    assert len(finished) > len(total) / 2, [c.sql for c in total if c not in finished]
