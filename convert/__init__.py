@@ -71,11 +71,13 @@ def default_protocol(repo: str | None) -> str:
 
 def convert(source: str, *, lora: str | Path | None = None, quant: str = "q4_k_m", out: str | Path | None = None,
             outtype: str = "f16", protocol: str | None = None, name: str | None = None, verify: bool = True,
-            pre_tokenizer: str | None = None, threads: int | None = None, progress=None) -> Conversion:
+            pre_tokenizer: str | None = None, threads: int | None = None, revision: str | None = None,
+            progress=None) -> Conversion:
     """Convert ``source`` (plus ``lora``) to a ``quant`` GGUF file at ``out``; see the module's docstring.
 
-    ``quant`` may be ``none`` to keep the full-precision file. ``progress`` (a callable taking one line) hears
-    each step as it starts."""
+    ``source`` and ``lora`` are each a local folder or a Hub repo id (``revision`` is the source repo's branch,
+    tag or commit). ``quant`` may be ``none`` to keep the full-precision file. ``progress`` (a callable taking one
+    line) hears each step as it starts."""
     from convert.errors import require_extra
     from edge_sql.prompt import get_protocol
 
@@ -96,7 +98,7 @@ def convert(source: str, *, lora: str | Path | None = None, quant: str = "q4_k_m
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     say(f"loading {source}" + (f" and merging {lora}" if lora else ""))
-    model = sources.load(source, lora)
+    model = sources.load(source, lora, revision)
     seconds["load"] = time.perf_counter() - clock
     name = name or Path(model.repo or model.folder.resolve()).name + ("-lora" if lora else "")
     protocol = protocol or default_protocol(model.repo)
@@ -109,7 +111,7 @@ def convert(source: str, *, lora: str | Path | None = None, quant: str = "q4_k_m
         raise ConvertError(f"cannot write {target}: no such folder {folder}")
     metadata = {"edgesql.source": model.repo or str(model.folder.resolve()), "edgesql.protocol": protocol}
     if lora:
-        metadata["edgesql.lora"] = str(Path(lora).expanduser().resolve())
+        metadata["edgesql.lora"] = model.lora_repo or str(model.lora.resolve())
 
     temporary: list[Path] = []
 

@@ -16,6 +16,8 @@ SUPPORTED = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 
 #: What a conversion needs from a Hub repository (weights, config, tokenizer); nothing else is downloaded.
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.py"]
+#: What an adapter needs: its config and weights, and a tokenizer when it was trained with added tokens.
+ADAPTER_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
@@ -30,30 +32,54 @@ class Source:
     label: str  # what the user named: a path or a repo id
     repo: str | None  # the Hub repo id, when the source is one
     arch: str  # GGUF architecture name
-    lora: Path | None = None
+    lora: Path | None = None  # the adapter's files
+    lora_repo: str | None = None  # its Hub repo id, when it came from the Hub
 
 
-def resolve(source: str) -> tuple[Path, str | None]:
-    """The local folder holding ``source``: the folder itself, or a Hub repo's snapshot (downloaded or cached)."""
+def resolve(source: str, revision: str | None = None, *, what: str = "model") -> tuple[Path, str | None]:
+    """The local folder holding ``source``: the folder itself, or a Hub repo's snapshot (downloaded or cached).
+
+    ``what`` (model or adapter) names it in errors. A Hub repository is read with huggingface_hub's
+    ``snapshot_download`` into its cache; ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are read when it is called."""
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ConvertError(f"{source} is a file; give the folder of a Hugging Face model (config.json, "
-                               "*.safetensors, tokenizer files) or a Hub repo id")
+            raise ConvertError(f"{source} is a file; give the folder of a Hugging Face {what} or a Hub repo id")
         return path, None
     if not REPO_ID.fullmatch(source):
         raise ConvertError(f"no such folder: {source} (and it is not a Hub repo id like owner/name)")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    return download(source, revision, ADAPTER_FILES if what == "adapter" else HUB_FILES), source
 
+
+def download(repo: str, revision: str | None, patterns: list[str]) -> Path:
+    """``snapshot_download`` of the files of ``repo`` that match ``patterns``; its errors become one line."""
+    import os
+
+    import httpx2
+    from huggingface_hub import errors, snapshot_download
+
+    from edge_sql.preset import hub_cache_dir
+    from edge_sql.pull import endpoint, offline
+
+    where = f"{repo}" + (f" at revision {revision}" if revision and revision != "main" else "")
     try:
-        return Path(snapshot_download(source, allow_patterns=HUB_FILES)), source
-    except RepositoryNotFoundError:
-        raise ConvertError(f"no such model on the Hugging Face Hub: {source}") from None
-    except LocalEntryNotFoundError:
-        raise ConvertError(f"cannot get {source}: offline and not in the Hugging Face cache") from None
-    except (HfHubHTTPError, OSError) as error:
-        raise ConvertError(f"cannot download {source}: {str(error).splitlines()[0]}") from None
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=hub_cache_dir(),
+                                      endpoint=os.environ.get("HF_ENDPOINT") or None, local_files_only=offline()))
+    except errors.GatedRepoError:
+        raise ConvertError(f"{repo} is gated: accept its terms on the hub and set HF_TOKEN") from None
+    except errors.RepositoryNotFoundError:
+        raise ConvertError(f"the hub has no repository {repo} (or it is private: set HF_TOKEN)") from None
+    except errors.RevisionNotFoundError:
+        raise ConvertError(f"{repo} has no revision {revision}") from None
+    except errors.LocalEntryNotFoundError as error:
+        if offline():
+            raise ConvertError(f"cannot get {where}: HF_HUB_OFFLINE is set and it is not in the Hugging Face "
+                               "cache") from None
+        cause = error.__cause__ or error
+        raise ConvertError(f"cannot get {where}: {endpoint()} cannot be reached ({first_line(cause)}) and it is "
+                           "not in the Hugging Face cache") from None
+    except (errors.HfHubHTTPError, httpx2.HTTPError, OSError) as error:
+        raise ConvertError(f"cannot download {where}: {first_line(error)}") from None
 
 
 def read_config(folder: Path) -> dict:
@@ -73,12 +99,12 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def load(source: str, lora: str | Path | None = None) -> Source:
-    """Load ``source`` (and merge ``lora`` into it) in float32 on the CPU."""
+def load(source: str, lora: str | Path | None = None, revision: str | None = None) -> Source:
+    """Load ``source`` (and merge ``lora``, a folder or a Hub repo id, into it) in float32 on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder, repo = resolve(source)
+    folder, repo = resolve(source, revision)
     config = read_config(folder)
     arch = next(SUPPORTED[name] for name in config["architectures"] if name in SUPPORTED)
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
@@ -88,14 +114,15 @@ def load(source: str, lora: str | Path | None = None) -> Source:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, RuntimeError) as error:
         raise ConvertError(f"cannot load {source}: {first_line(error)}") from None
-    adapter = None
+    adapter = lora_repo = None
     if lora is not None:
-        adapter = Path(lora).expanduser()
+        adapter, lora_repo = resolve(str(lora), what="adapter")
         model = merge(model, adapter)
         if (adapter / "tokenizer.json").is_file():  # an adapter trained with added tokens brings its tokenizer
             tokenizer = AutoTokenizer.from_pretrained(adapter)
     model.eval()
-    return Source(model=model, tokenizer=tokenizer, folder=folder, label=source, repo=repo, arch=arch, lora=adapter)
+    return Source(model=model, tokenizer=tokenizer, folder=folder, label=source, repo=repo, arch=arch, lora=adapter,
+                  lora_repo=lora_repo)
 
 
 def merge(model, adapter: Path):

@@ -19,8 +19,8 @@ def convert_command(
     source: Annotated[str, typer.Argument(help="The base model: a local Hugging Face model folder or a Hub repo id "
                                           "(owner/name). A GRPO or other full fine-tune is a model like any other.",
                                           show_default=False)],
-    lora: Annotated[Optional[Path], typer.Option("--lora", help="A PEFT LoRA adapter folder to merge into the base "
-                                                  "model first.", show_default=False)] = None,
+    lora: Annotated[Optional[str], typer.Option("--lora", help="A PEFT LoRA adapter to merge into the base model "
+                                                 "first: a folder or a Hub repo id.", show_default=False)] = None,
     quant: Annotated[str, typer.Option("--quant", help="q4_k_m, q4_0, q8_0, or none to keep the full-precision "
                                        "file.")] = "q4_k_m",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The GGUF file to write. [default: "
@@ -38,6 +38,8 @@ def convert_command(
                              show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads. [default: all]",
                                                    show_default=False)] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="The branch, tag or commit of a Hub "
+                        "SOURCE. [default: main]", show_default=False)] = None,
 ) -> None:
     """Convert a fine-tuned Hugging Face model (Llama or Qwen2, with an optional LoRA adapter merged in) to a
     quantized GGUF file that edgesql ask runs, and check it against the original."""
@@ -50,6 +52,7 @@ def convert_command(
     console = stderr_console()
     result = convert.convert(source, lora=lora, quant=quant, out=out, outtype=outtype, protocol=protocol,
                              name=name, verify=verify, pre_tokenizer=pre_tokenizer, threads=threads,
+                             revision=revision,
                              progress=lambda line: console.print(f"[dim]{line}…[/dim]"))
     print_report(result, stdout_console())
 

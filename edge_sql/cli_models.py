@@ -150,24 +150,48 @@ def list_models(fmt: FormatOpt = "table") -> None:
 
 @models_app.command("pull")
 @reported
-def pull_model(name: NameArg) -> None:
-    """Download a preset's GGUF file into the Hugging Face cache (resumable), verify its SHA-256, print its path."""
-    from edge_sql.preset import hub_cache_dir
+def pull_model(
+    name: NameArg,
+    convert: Annotated[bool, typer.Option("--convert", help="For a preset published as safetensors: download them "
+                                          "and convert them to the preset's GGUF file here (needs the convert "
+                                          "extra; gigabytes and minutes).")] = False,
+) -> None:
+    """Download a preset's GGUF file into the Hugging Face cache (resumable), verify its SHA-256, print its path.
+    With --convert, a preset published as safetensors is downloaded and converted to GGUF instead."""
+    from edge_sql.preset import converted_path, hub_cache_dir
     from edge_sql.pull import pull
 
     preset = require_preset(name)
+    if convert and preset.kind != "convert":
+        raise UsageError(f"--convert is for presets published as safetensors; {preset.name} is a GGUF file already: "
+                         f"edgesql models pull {preset.name}")
     terms = f"license: {preset.license}"
     if preset.restricted:
         terms += " - non-commercial use only; read the terms before using it"
     say(f"{preset.name}: {preset.description}; {terms}")
+    source = preset.source
     if preset.kind == "gguf":
-        source = preset.source
         say(f"getting {source['file']} (about {human_size(preset.size)}) from {source['repo']} into {hub_cache_dir()}")
-    pulled = pull(preset, progress=True)
+    elif convert and not converted_path(preset).is_file():
+        say(f"getting {source['repo']} (about {human_size(preset.size)} of safetensors) into {hub_cache_dir()} and "
+            f"converting it to {preset.quantization} at {converted_path(preset)}; this takes minutes")
+    pulled = pull(preset, progress=True, convert=convert)
+    if pulled.conversion is not None:
+        from edge_sql.cli import stderr_console
+        from edge_sql.cli_convert import print_report
+
+        print_report(pulled.conversion, stderr_console())
+        repo_dir = hub_cache_dir() / ("models--" + source["repo"].replace("/", "--"))
+        say(f"the safetensors stay in {repo_dir} for another conversion; remove that folder to free the space")
     sys.stdout.write(f"{pulled.path}\n")
-    checked = f"sha256 checked against {pulled.checked_against}" if pulled.checked_against else \
-        "no published sha256 to check against"
-    state = "downloaded" if pulled.downloaded else "already installed"
+    if pulled.conversion is not None:
+        checked = "verified against the transformers model"
+    elif pulled.checked_against:
+        checked = f"sha256 checked against {pulled.checked_against}"
+    else:
+        checked = "no published sha256 to check against"
+    state = "converted" if pulled.conversion is not None else "downloaded" if pulled.downloaded else \
+        "already installed"
     say(f"{preset.name} {state} ({checked}); ask with: edgesql ask --db DB --model {preset.name} QUESTION")
 
 

@@ -321,11 +321,10 @@ def weights_path(preset: Preset) -> Path:
         raise ModelError(f"the model {preset.name!r} is not installed: run edgesql models pull {preset.name}, "
                          f"or pass --model path/to/model.gguf")
     if preset.kind == "convert":
-        raise ModelError(
-            f"the model {preset.name!r} is not installed: it is published as safetensors ({source['repo']}) and "
-            f"edgesql cannot convert it to GGUF yet; convert it yourself to {converted_path(preset)}, "
-            f"or pass --model path/to/model.gguf"
-        )
+        from edge_sql.pull import how_to_convert
+
+        raise ModelError(f"the model {preset.name!r} is not installed: it is published as safetensors "
+                         f"({source['repo']}) and must be converted to GGUF: {how_to_convert(preset)}")
     raise ModelError(f"the preset {preset.name!r} has no local weights; pass --model path/to/model.gguf")
 
 

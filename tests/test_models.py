@@ -291,7 +291,7 @@ def test_models_info_reads_the_demo_model():
 
 @pytest.mark.parametrize("target, message", [
     ("ss-350m-sql-strict", "not installed: run edgesql models pull ss-350m-sql-strict"),
-    ("slm-sql-0.5b", "cannot convert it to GGUF yet"),
+    ("slm-sql-0.5b", "must be converted to GGUF: run edgesql models pull slm-sql-0.5b --convert"),
     ("nowhere/model.gguf", "no such model file"),
 ])
 def test_models_info_on_a_missing_model_is_a_model_problem(target, message):

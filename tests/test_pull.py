@@ -151,7 +151,8 @@ def test_a_preset_that_needs_converting_says_so_with_its_license(hub):
     assert result.exit_code == 4
     lines = result.stderr.strip().splitlines()
     assert "CC-BY-NC-4.0 - non-commercial use only" in lines[0]
-    assert "published as safetensors (cycloneboy/SLM-SQL-1.5B)" in lines[-1] and "cannot do yet" in lines[-1]
+    assert "published as safetensors (cycloneboy/SLM-SQL-1.5B)" in lines[-1]
+    assert "edgesql models pull slm-sql-1.5b --convert" in lines[-1]  # tests/test_convert_hub.py runs it
     assert hub.requests == []
 
 
