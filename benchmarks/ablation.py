@@ -29,17 +29,12 @@ from edge_sql.model import load_model
 from edge_sql.pipeline import Limits
 from edge_sql.remedies import Remedies
 
-#: Each configuration and the ``edgesql eval`` flags that give it. ``base`` is the pipeline before the remedies.
-CONFIGS = {
-    "base": (Remedies(prune="never"), "--no-grammar --no-repair --no-merge --prune never --no-hints"),
-    "grammar": (Remedies(prune="never", grammar=True), "--grammar --no-repair --no-merge --prune never --no-hints"),
-    "repair": (Remedies(prune="never", repair=1), "--no-grammar --repair --no-merge --prune never --no-hints"),
-    "merge": (Remedies(prune="never", merge=True), "--no-grammar --no-repair --merge --prune never --no-hints"),
-    "prune": (Remedies(prune="always"), "--no-grammar --no-repair --no-merge --prune always --no-hints"),
-    "hints": (Remedies(prune="never", hints=True), "--no-grammar --no-repair --no-merge --prune never --hints"),
-    "all": (Remedies(prune="always", grammar=True, repair=1, merge=True, hints=True),
-            "--grammar --repair --merge --prune always --hints"),
-}
+#: Each configuration. ``base`` is the pipeline before the remedies.
+CONFIGS = {name: Remedies(**{"prune": "never", **fields}) for name, fields in (
+    ("base", {}), ("grammar", {"grammar": True}), ("repair", {"repair": 1}), ("merge", {"merge": True}),
+    ("prune", {"prune": "always"}), ("hints", {"hints": True}),
+    ("all", {"grammar": True, "repair": 1, "merge": True, "prune": "always", "hints": True}),
+)}
 
 
 def main() -> None:
@@ -58,7 +53,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
 
-    configs = {name: CONFIGS[name] for name in args.configs.split(",") if name}
+    configs = {name: (CONFIGS[name], flags_for(CONFIGS[name])) for name in args.configs.split(",") if name}
     for extra in args.extra:
         name, _, fields = extra.partition("=")
         configs[name] = parse_extra(fields)
@@ -114,11 +109,24 @@ def summary(configs, records, counts, args, started, final: bool) -> None:
 
 
 def parse_extra(fields: str):
-    words = [w.strip() for w in fields.split(",") if w.strip()]
+    """A configuration from remedy names: ``"grammar,repair,hints"`` (``prune`` means ``--prune always``)."""
+    words = {w.strip() for w in fields.split(",") if w.strip()}
     remedies = Remedies(prune="always" if "prune" in words else "never", grammar="grammar" in words,
                         repair=1 if "repair" in words else 0, merge="merge" in words, hints="hints" in words)
-    flags = " ".join(f"--{w}" if w != "prune" else "--prune always" for w in words)
-    return remedies, flags
+    return remedies, flags_for(remedies)
+
+
+def flags_for(remedies: Remedies) -> str:
+    """The ``edgesql eval`` flags that give ``remedies``, every one spelled out.
+
+    >>> flags_for(Remedies(prune="never", repair=1))
+    '--no-grammar --repair --no-merge --prune never --no-hints'
+    """
+    def switch(name, on):
+        return f"--{name}" if on else f"--no-{name}"
+
+    return " ".join((switch("grammar", remedies.grammar), switch("repair", remedies.repair),
+                     switch("merge", remedies.merge), f"--prune {remedies.prune}", switch("hints", remedies.hints)))
 
 
 def print_table(rows, counts, out) -> None:
