@@ -216,6 +216,9 @@ def ask(
                     elif show_candidates and fmt == "table":
                         print_ballot(stderr_console(), failure.answer)
             raise
+        if answer.view is not None and answer.view.cut:
+            stderr_console().print(f"edgesql: the schema does not fit {answer.model}'s context whole: "
+                                   f"{answer.view.note}", style="dim", highlight=False, soft_wrap=True)
         if log:
             from edge_sql.log import record
 

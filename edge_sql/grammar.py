@@ -75,11 +75,12 @@ RESERVED = frozenset(
          unique update using values view with window""".split()
 )
 
-#: Bounds, from the gold queries of Spider dev (``../shared/data/spider-dev/dev.json``, 493 queries): each covers
-#: every one of them (and so >= 99%) and no more, so a small model cannot loop (``SELECT a, a, a, ...``) for long.
-#: Measured: select items max 3, joins max 2, ORDER BY / GROUP BY terms max 1, operators in one condition max 3
-#: (``a = 1 AND b = 2``), set operations max 1, subqueries never inside a subquery, parentheses at most 2 deep.
-BOUNDS = {"items": 3, "joins": 2, "terms": 1, "tails": 3, "compounds": 1}
+#: Bounds, so that a small model cannot loop (``SELECT a, a, a, ...``) for long. The gold queries of the Spider dev
+#: half (``../shared/data/spider-dev/dev.json``, 493 queries) use at most 3 select items, 2 joins, 1 ORDER BY / GROUP
+#: BY term, 3 operators in one condition (``a = 1 AND b = 2``), 1 set operation, no subquery inside a subquery and
+#: parentheses 2 deep; each bound leaves one step of room beyond them (two for conditions: ``a = 1 AND b = 2 AND
+#: c = 3`` is an everyday question), for questions Spider does not ask.
+BOUNDS = {"items": 4, "joins": 3, "terms": 2, "tails": 5, "compounds": 1}
 
 #: The statement: a SELECT (or a set operation of them) with the clauses a text-to-SQL answer uses. ``$q`` is the
 #: query's level (``""`` the statement, ``-sub`` a subquery), ``$e`` the level of its expressions; ``{...}`` marks

@@ -92,6 +92,7 @@ class View:
     grammar: str | None = None
     context: tuple[str, str] | None = None
     note: str = ""  # what was left out of the schema, and why
+    cut: bool = False  # tables, columns or sample values were left out only so that the prompt would fit
 
 
 def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(), *,
@@ -327,10 +328,11 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
                 from edge_sql.grammar import schema_grammar
 
                 grammar = schema_grammar(schema, db.dialect, preset.prefix)
-            from edge_sql.focus import pruning_note
+            from edge_sql.focus import pruning_note, size_of
 
-            note = pruning_note(db.schema, schema, remedies.prune)
-            return View(schema, rendered, prompt, grammar, context, note + ("" if samples else "; no sample values"))
+            note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
+            cut = not samples or (remedies.prune == "auto" and size_of(schema) != size_of(db.schema))
+            return View(schema, rendered, prompt, grammar, context, note, cut)
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(

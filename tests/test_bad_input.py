@@ -333,7 +333,8 @@ def test_invalid_utf8_in_the_question_through_cli_runner(shop_sqlite, fake_model
 
 
 def test_a_schema_too_large_for_the_models_context(shop_sqlite, fake_model):
-    fake_model("SELECT count(*) FROM customers", context_length=160)  # 70 tokens for the answer ("How many?") leave 90
+    # 70 tokens for the answer ("How many?") leave 30: not even the smallest pruning of the schema fits
+    fake_model("SELECT count(*) FROM customers", context_length=100)
     fails(shop_sqlite.parent, DATABASE, ["ask", "--db", str(shop_sqlite), "--model", "fake", "How many?"],
           "too large for fake", "use a model with a longer context")
 

@@ -164,14 +164,16 @@ def test_auto_pruning_shows_a_model_with_a_short_context_only_the_tables_the_que
     prompt = model.calls[0]["prompt"]
     assert "CREATE TABLE customers" in prompt and "CREATE TABLE orders" in prompt
     assert "products" not in prompt and "order_items" not in prompt
-    note = next(line for line in result.output.splitlines() if line.startswith("pruned to"))
+    note = next(line for line in result.stdout.splitlines() if line.startswith("pruned to"))
     assert note.startswith("pruned to 2 of 4 tables")
     assert sorted(note.split("left out: ")[1].split(", ")) == ["order_items", "products"]
+    assert result.stderr.startswith(f"edgesql: the schema does not fit fake's context whole: {note}")
 
 
 def test_a_model_with_room_sees_the_whole_schema_unless_pruning_is_always(shop, fake_model):
     model = fake_model("SELECT count(*) FROM customers")
-    assert ask(shop, "How many customers are there?", "--prune", "auto").exit_code == 0
+    whole = ask(shop, "How many customers are there?", "--prune", "auto")
+    assert whole.exit_code == 0 and whole.stderr == ""
     assert ask(shop, "How many customers are there?", "--prune", "always", "-n", "1").exit_code == 0
     whole, pruned = model.calls[0]["prompt"], model.calls[1]["prompt"]
     assert "CREATE TABLE products" in whole
