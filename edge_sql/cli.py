@@ -173,7 +173,7 @@ def ask(
     log_rows: Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")] = False,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
-    repair_rounds: RepairRoundsOpt = 1,
+    repair_rounds: RepairRoundsOpt = None,
     merge: MergeOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
@@ -261,7 +261,7 @@ def schema(
             from edge_sql.focus import focus_schema, pruning_note
             from edge_sql.pipeline import clean_question
 
-            remedies = chosen_remedies(None, None, 1, None, prune, hints)
+            remedies = chosen_remedies(None, None, None, None, prune, hints)
             question = clean_question(question)
             shown = focus_schema(database, question, prune=remedies.prune, hints=remedies.hints)
             sys.stderr.write(pruning_note(database.schema, shown, remedies.prune) + "\n")
@@ -306,7 +306,7 @@ def shell(
     threads: ThreadsOpt = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
-    repair_rounds: RepairRoundsOpt = 1,
+    repair_rounds: RepairRoundsOpt = None,
     merge: MergeOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
@@ -362,8 +362,8 @@ def config_show() -> None:
 
     path = config_path()
     sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
-    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None,
-                                      threads=None).values():
+    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None, threads=None,
+                                      grammar=None, repair=None, merge=None, prune=None, hints=None).values():
         value = DEFAULT_WORDS.get(setting.name) if setting.value is None else setting.value
         sys.stdout.write(f"{setting.name} = {value}  ({setting.source})\n")
 

@@ -60,7 +60,7 @@ def eval_command(
                        "[default: the physical cores this process may use]", show_default=False)] = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
-    repair_rounds: RepairRoundsOpt = 1,
+    repair_rounds: RepairRoundsOpt = None,
     merge: MergeOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
@@ -73,7 +73,7 @@ def eval_command(
     from edge_sql.pipeline import Limits
 
     counts = parse_counts(candidates)
-    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False)
     for path, option in ((report, "--report"), (predictions, "--predictions")):
         check_writable(path, option)
     dataset = load_dataset(data)

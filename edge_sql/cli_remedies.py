@@ -26,8 +26,9 @@ RepairOpt = Annotated[Optional[bool], typer.Option(
     "--repair/--no-repair", show_default=False,
     help=f"When no candidate runs, ask again with the failing SQL, its error and the valid names. "
          f"[default: {on_off(bool(DEFAULTS.repair))}]")]
-RepairRoundsOpt = Annotated[int, typer.Option(
-    "--repair-rounds", min=1, max=MAX_REPAIR_ROUNDS, help="With --repair, the most rounds of repair.")]
+RepairRoundsOpt = Annotated[Optional[int], typer.Option(
+    "--repair-rounds", min=1, max=MAX_REPAIR_ROUNDS, show_default=False,
+    help=f"The most rounds of repair (implies --repair). [default: {max(1, DEFAULTS.repair)}]")]
 MergeOpt = Annotated[Optional[bool], typer.Option(
     "--merge/--no-merge", show_default=False,
     help=f"When no result has a majority, ask the model to settle between the two most-voted queries. "
@@ -42,24 +43,28 @@ HintsOpt = Annotated[Optional[bool], typer.Option(
          f"department\"). [default: {on_off(DEFAULTS.hints)}]")]
 
 
-def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: int, merge: bool | None,
-                    prune: str | None, hints: bool | None) -> Remedies:
-    """The remedies the flags ask for, the defaults for those not given.
+def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: int | None, merge: bool | None,
+                    prune: str | None, hints: bool | None, *, config: bool = True) -> Remedies:
+    """The remedies the flags ask for; for those not given, the config file's (with ``config``), else the defaults.
+    ``--repair-rounds N`` alone means ``--repair`` with N rounds.
 
-    >>> chosen_remedies(True, True, 2, None, "never", None).repair
+    >>> chosen_remedies(True, True, 2, None, "never", None, config=False).repair
     2
-    >>> chosen_remedies(None, False, 1, None, None, None).repair
+    >>> chosen_remedies(None, False, None, None, None, None, config=False).repair
     0
+    >>> chosen_remedies(None, None, 3, None, None, None, config=False).repair
+    3
     """
+    from edge_sql.config import effective_settings, resolve
+
     if prune is not None and prune not in PRUNE_MODES:
         raise typer.BadParameter(f"{prune!r} is not one of {', '.join(PRUNE_MODES)}", param_hint="--prune")
-    rounds = DEFAULTS.repair if repair is None else (repair_rounds if repair else 0)
-    if repair is None and DEFAULTS.repair:
+    if repair is False:
+        rounds = 0
+    elif repair is True:
+        rounds = repair_rounds or 1
+    else:
         rounds = repair_rounds
-    return Remedies(
-        grammar=DEFAULTS.grammar if grammar is None else grammar,
-        repair=rounds,
-        merge=DEFAULTS.merge if merge is None else merge,
-        prune=DEFAULTS.prune if prune is None else prune,
-        hints=DEFAULTS.hints if hints is None else hints,
-    )
+    flags = dict(grammar=grammar, repair=rounds, merge=merge, prune=prune, hints=hints)
+    settings = effective_settings(**flags) if config else resolve(flags, {}, "")
+    return Remedies(**{name: setting.value for name, setting in settings.items()})

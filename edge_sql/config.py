@@ -7,6 +7,11 @@
     temperature = 0.5
     timeout = 20
     threads = 4
+    grammar = true      # the remedies (README, "What makes a small model right more often")
+    repair = 1          # rounds; 0 = off
+    merge = false
+    prune = "auto"      # auto, always or never
+    hints = true
 
 Each setting comes from, in order: its flag, then (for ``model``) ``EDGESQL_MODEL``, then the config file, then the
 built-in default.
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_sql.errors import UsageError
+from edge_sql.remedies import MAX_REPAIR_ROUNDS, PRUNE_MODES, Remedies
 
 #: Every setting the file may hold: its type and the range a number must be in.
 SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
@@ -33,10 +39,19 @@ SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
     "temperature": (float, (0.0, 2.0)),
     "timeout": (float, (0.01, 86400.0)),
     "threads": (int, (1, 4096)),
+    "grammar": (bool, None),
+    "repair": (int, (0, MAX_REPAIR_ROUNDS)),
+    "merge": (bool, None),
+    "prune": (str, None),
+    "hints": (bool, None),
 }
+#: The settings that take one of a few words.
+CHOICES: dict[str, tuple[str, ...]] = {"prune": PRUNE_MODES}
 
 #: What a setting is when neither a flag, the environment nor the file sets it (None: decided later, as said).
-DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "threads": None}
+DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "threads": None,
+                               "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
+                               "prune": Remedies().prune, "hints": Remedies().hints}
 DEFAULT_WORDS = {
     "model": "the best installed preset, else smollm2-135m",
     "candidates": "the preset's",
@@ -77,8 +92,12 @@ def read_config(path: Path) -> dict[str, object]:
         kind, bounds = SETTINGS[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise UsageError(f"{name} in the config file {path} must be a {kind.__name__}, not {value!r}")
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            kind_name = {"bool": "true or false", "str": "string"}.get(kind.__name__, f"a {kind.__name__}")
+            raise UsageError(f"{name} in the config file {path} must be {kind_name}, not {value!r}")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise UsageError(f"{name} in the config file {path} must be one of {', '.join(CHOICES[name])}, "
+                             f"not {value!r}")
         if bounds and not bounds[0] <= value <= bounds[1]:
             raise UsageError(f"{name} in the config file {path} must be from {bounds[0]} to {bounds[1]}, not {value}")
         settings[name] = value

@@ -122,7 +122,35 @@ def test_a_merged_query_that_fails_leaves_the_vote_standing(shop, fake_model):
 # -- options ------------------------------------------------------------------------------------------------------------
 
 def test_flags_left_out_keep_the_measured_defaults():
-    assert chosen_remedies(None, None, 1, None, None, None) == Remedies()
+    assert chosen_remedies(None, None, None, None, None, None) == Remedies()
+
+
+def test_the_config_file_sets_the_remedies_and_flags_override_it(shop, fake_model, tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text('grammar = false\nrepair = 2\nprune = "never"\nhints = true\nmerge = false\n')
+    monkeypatch.setenv("EDGESQL_CONFIG", str(config))
+    assert chosen_remedies(None, None, None, None, None, None) == Remedies(repair=2, prune="never", hints=True)
+    assert chosen_remedies(None, False, None, None, "always", None).repair == 0
+    shown = runner.invoke(app, ["config", "show"]).stdout
+    assert f"repair = 2  ({config})" in shown and f"prune = never  ({config})" in shown
+    model = fake_model("SELECT colour FROM products")
+    assert ask(shop, "Which colours?", "-n", "1").exit_code == 5
+    assert len(model.calls) == 3  # the first round and the config file's two repair rounds
+
+
+@pytest.mark.parametrize("line, message", [
+    ('prune = "sometimes"', "prune in the config file"),
+    ("grammar = 1", "grammar in the config file"),
+    ("repair = 9", "repair in the config file"),
+])
+def test_a_bad_remedy_in_the_config_file_is_one_line(shop, fake_model, tmp_path, monkeypatch, line, message):
+    config = tmp_path / "config.toml"
+    config.write_text(line + "\n")
+    monkeypatch.setenv("EDGESQL_CONFIG", str(config))
+    fake_model("SELECT 1")
+    result = ask(shop, "How many?")
+    assert result.exit_code == 2
+    assert message in result.output
 
 
 @pytest.mark.parametrize("args, message", [
