@@ -11,6 +11,11 @@ measured alone).
 
 Printed: a Markdown table with EX (greedy and vote), the share of candidates that were valid and ran, seconds per
 question (mean, and relative to ``base``), and the peak RSS of the process.
+
+Runs split in two (say, the grammar configurations in a second process) are put in one table, over the questions
+both runs finished, with each run's seconds relative to its own ``base``:
+
+    python benchmarks/ablation.py --combine run1.json run2.json
 """
 
 from __future__ import annotations
@@ -51,7 +56,12 @@ def main() -> None:
                              "prune=always/never)")
     parser.add_argument("--threads", type=int, help="CPU threads for the model [default: the physical cores]")
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
+                        help="print one table from the --report files of earlier runs, and exit")
     args = parser.parse_args()
+    if args.combine:
+        combine(args.combine)
+        return
 
     configs = {name: (CONFIGS[name], flags_for(CONFIGS[name])) for name in args.configs.split(",") if name}
     for extra in args.extra:
@@ -144,6 +154,41 @@ def print_table(rows, counts, out) -> None:
     print(file=out)
     for row in rows:
         print(f"- {row['config']}: edgesql eval --candidates {','.join(map(str, counts))} {row['flags']}", file=out)
+
+
+def combine(paths: list[Path]) -> None:
+    """One table from several reports, over the questions every run finished; seconds relative to each run's base."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    common = None
+    for report in reports:
+        for records in report["records"].values():
+            done = {r["index"] for r in records if r["skipped"] is None}
+            common = done if common is None else common & done
+    counts = sorted({int(key.split("@")[1]) for report in reports for records in report["records"].values()
+                     for key in records[0] if key.startswith("right@")})
+    labels = {k: "greedy" if k == 1 else f"vote@{k}" for k in counts}
+    header = ["pipeline", *(f"EX {labels[k]}" for k in counts), f"valid candidates ({labels[counts[-1]]})",
+              f"questions answered ({labels[counts[-1]]})", "s / question", "× base"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    seen = set()
+    for path, report in zip(paths, reports):
+        base = None
+        for name, records in report["records"].items():
+            chosen = [r for r in records if r["index"] in common]
+            seconds = statistics.mean(r["seconds"] for r in chosen)
+            base = base or seconds
+            if name in seen:
+                continue
+            seen.add(name)
+            k = counts[-1]
+            valid = sum(r[f"valid@{k}"] for r in chosen) / max(1, sum(r[f"all@{k}"] for r in chosen))
+            answered = sum(1 for r in chosen if r[f"valid@{k}"] > 0)
+            cells = [name, *(f"{sum(r[f'right@{c}'] for r in chosen) / len(chosen):.1%} "
+                             f"({sum(r[f'right@{c}'] for r in chosen)})" for c in counts),
+                     f"{valid:.1%}", f"{answered / len(chosen):.0%}", f"{seconds:.2f}", f"{seconds / base:.2f}"]
+            print("| " + " | ".join(cells) + " |")
+    print(f"\n{len(common)} questions finished by every run ({', '.join(str(p) for p in paths)})")
 
 
 def peak_rss_mib() -> float:
