@@ -152,6 +152,8 @@ class LlamaModel:
             raise ModelError(f"cannot load {path}: {error}; the file may be truncated or of an unsupported architecture") from None
         import llama_cpp
 
+        if preset is GENERIC:
+            self.preset = preset = recorded_preset(self._llama.metadata, path)
         trained = llama_cpp.llama_model_n_ctx_train(self._llama.model)
         self.context_length = min(wanted, trained) if trained > 0 else wanted
         self._decoder = None
@@ -232,6 +234,25 @@ class LlamaModel:
             grammar=LlamaGrammar.from_string(grammar) if grammar else None,
         )
         return Completion(result["choices"][0]["text"], recorder.total, result["usage"]["completion_tokens"])
+
+
+def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
+    """The preset of a GGUF file given by path: what ``edgesql convert`` recorded in it (``edgesql.protocol``), else
+    the generic one.
+
+    >>> recorded_preset({"edgesql.protocol": "slm-sql-think"}, Path("m.gguf")).protocol
+    'slm-sql-think'
+    >>> recorded_preset({"edgesql.protocol": "no-such-protocol"}, Path("m.gguf")).protocol
+    'chatml-strict'
+    """
+    from dataclasses import replace
+
+    from edge_sql.prompt import PROTOCOLS
+
+    protocol = metadata.get("edgesql.protocol", "")
+    if protocol not in PROTOCOLS:
+        return GENERIC
+    return replace(GENERIC, protocol=protocol, description=f"{path.name}, converted by edgesql ({protocol})")
 
 
 def prefix_store(path: Path, cache_dir: Path | None):

@@ -109,3 +109,11 @@ def test_the_demo_model_answers_through_the_whole_pipeline(shop):
     assert answer["candidates"] == 5 and len(answer["ballot"]) == 5
     assert all(entry["sql"].upper().startswith("SELECT") for entry in answer["ballot"])
     assert snapshot(shop.parent) == before
+
+
+def test_a_converted_file_is_prompted_with_the_protocol_it_records(tmp_path):
+    plain = load_model(str(write_tiny_gguf(tmp_path / "plain.gguf")), threads=1)
+    converted = load_model(str(write_tiny_gguf(tmp_path / "converted.gguf",
+                                               metadata={"edgesql.protocol": "qwen-coder"})), threads=1)
+    assert plain.preset.protocol == "chatml-strict"
+    assert converted.preset.protocol == "qwen-coder"
