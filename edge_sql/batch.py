@@ -199,6 +199,7 @@ class BatchDecoder:
         for sequence in sequences:
             sequence.row = -1  # the last prompt token's logits
         position = len(prompt_tokens)
+        cells = len(prompt_tokens)  # KV cells in use: the prompt's (shared by all sequences), then one a token each
         try:
             while True:
                 live = [s for s in sequences if not s.done]
@@ -212,8 +213,9 @@ class BatchDecoder:
                                 other.done, other.stopped = True, True
                                 other.text = other.data.decode("utf-8", "ignore")
                 live = [s for s in sequences if not s.done]
-                if not live:
+                if not live or cells + len(live) > self.context:  # full: end here, as llama.cpp would refuse
                     break
+                cells += len(live)
                 self.fill([(s.tokens[-1], position, s.index, True) for s in live])
                 for row, sequence in enumerate(live):
                     sequence.row = row

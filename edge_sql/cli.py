@@ -206,6 +206,7 @@ def ask(
                                       remedies=remedies)
         except NoValidCandidate as failure:
             if failure.answer is not None:
+                say_if_cut(failure.answer)
                 if log:
                     from edge_sql.log import record
 
@@ -216,9 +217,7 @@ def ask(
                     elif show_candidates and fmt == "table":
                         print_ballot(stderr_console(), failure.answer)
             raise
-        if answer.view is not None and answer.view.cut:
-            stderr_console().print(f"edgesql: the schema does not fit {answer.model}'s context whole: "
-                                   f"{answer.view.note}", style="dim", highlight=False, soft_wrap=True)
+        say_if_cut(answer)
         if log:
             from edge_sql.log import record
 
@@ -237,6 +236,13 @@ def ask(
                 from edge_sql.output import print_explanation
 
                 print_explanation(console if fmt == "table" else stderr_console(), explanation)
+
+
+def say_if_cut(answer) -> None:
+    """One line on stderr when the model was shown less of the schema than it asked for, only to fit its context."""
+    if answer.view is not None and answer.view.cut:
+        stderr_console().print(f"edgesql: the schema does not fit {answer.model}'s context whole: {answer.view.note}",
+                               style="dim", highlight=False, soft_wrap=True)
 
 
 @app.command()

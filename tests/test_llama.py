@@ -61,11 +61,15 @@ def test_ask_with_a_random_model_ends_in_a_documented_way(shop, tiny_gguf):
     assert snapshot(shop.parent) == before
 
 
-def test_a_schema_too_large_for_the_context_says_what_to_do(shop, tmp_path):
+def test_a_schema_too_large_for_the_context_is_pruned_to_fit_or_says_what_to_do(shop, tmp_path):
     small = write_tiny_gguf(tmp_path / "small.gguf", context=512)
-    result = runner.invoke(app, ["ask", "--db", str(shop), "--model", str(small), "How many customers?"])
-    assert result.exit_code == 3
-    assert "too large for small.gguf" in result.stderr and "longer context" in result.stderr
+    whole = runner.invoke(app, ["ask", "--db", str(shop), "--model", str(small), "How many customers?",
+                                "--prune", "never"])
+    assert whole.exit_code == 3
+    assert "too large for small.gguf" in whole.stderr and "longer context" in whole.stderr
+    pruned = runner.invoke(app, ["ask", "--db", str(shop), "--model", str(small), "How many customers?"])
+    assert pruned.exit_code in (0, 5)  # random weights: whatever it wrote, it was asked
+    assert "the schema does not fit small.gguf's context whole: pruned to" in pruned.stderr
 
 
 @pytest.mark.parametrize("content, message", [(b"", "not a GGUF"), (b"GGUF\x03\x00\x00\x00truncated", "cannot load"),
