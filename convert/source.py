@@ -104,6 +104,7 @@ def load(source: str, lora: str | Path | None = None, revision: str | None = Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_libraries()
     folder, repo = resolve(source, revision)
     config = read_config(folder)
     arch = next(SUPPORTED[name] for name in config["architectures"] if name in SUPPORTED)
@@ -123,6 +124,19 @@ def load(source: str, lora: str | Path | None = None, revision: str | None = Non
     model.eval()
     return Source(model=model, tokenizer=tokenizer, folder=folder, label=source, repo=repo, arch=arch, lora=adapter,
                   lora_repo=lora_repo)
+
+
+def quiet_libraries() -> None:
+    """Keep transformers' own progress bars and deprecation notices off the command's stderr: the report says what
+    happened, and a warning of a library's future is not the user's business."""
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"peft\..*")
 
 
 def merge(model, adapter: Path):
