@@ -93,7 +93,7 @@ def named_tables(sql: str, dialect: str) -> list[str]:
     """The table names a query mentions, in order; none when it does not parse."""
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
-    except (sqlglot.errors.SqlglotError, ValueError):
+    except Exception:  # sqlglot cannot read it (or trips over it): the request lists every table instead
         return []
     if tree is None:
         return []

@@ -147,3 +147,8 @@ SELECT 1 AS x /* outer /* inner */ still comment */
 -- expect: ok
 -- rows: 1
 (SELECT count(*) FROM customers)
+
+-- title: text that trips sqlglot's own parser is refused, not a crash
+-- expect: refused
+-- rule: parse
+SELECT VAR_MAP(name) FROM customers
