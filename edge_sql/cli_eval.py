@@ -162,9 +162,9 @@ def describe(remedies) -> str:
     """The remedies of a run in a few words.
 
     >>> from edge_sql.remedies import Remedies
-    >>> describe(Remedies(grammar=True, repair=1, prune="auto"))
+    >>> describe(Remedies(grammar=True, repair=1, prune="auto", hints=False))
     'grammar, repair×1, prune auto'
-    >>> describe(Remedies(prune="never"))
+    >>> describe(Remedies(grammar=False, prune="never", hints=False))
     'no remedies'
     """
     words = [name for name in ("grammar", "merge", "hints") if getattr(remedies, name)]

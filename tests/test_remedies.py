@@ -129,7 +129,8 @@ def test_the_config_file_sets_the_remedies_and_flags_override_it(shop, fake_mode
     config = tmp_path / "config.toml"
     config.write_text('grammar = false\nrepair = 2\nprune = "never"\nhints = true\nmerge = false\n')
     monkeypatch.setenv("EDGESQL_CONFIG", str(config))
-    assert chosen_remedies(None, None, None, None, None, None) == Remedies(repair=2, prune="never", hints=True)
+    assert chosen_remedies(None, None, None, None, None, None) == Remedies(grammar=False, repair=2, merge=False,
+                                                                         prune="never", hints=True)
     assert chosen_remedies(None, False, None, None, "always", None).repair == 0
     shown = runner.invoke(app, ["config", "show"]).stdout
     assert f"repair = 2  ({config})" in shown and f"prune = never  ({config})" in shown
