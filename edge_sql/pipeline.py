@@ -169,7 +169,6 @@ def repair_round(deliberation: Deliberation, db: Database, model: Model, samplin
     """One more round of candidates, prompted with the nearest failure: its SQL, its error, the valid names."""
     from edge_sql.repair import repair_request
 
-    view = deliberation.view
     failing = nearest_failure(deliberation.entries)
     sql = failing.candidate.sql if failing else ""
     error = failing.verdict.error if failing else "the model wrote no SQL"
@@ -213,7 +212,8 @@ def second_round(deliberation: Deliberation, request: str, stage: str, db: Datab
     timings = dict(deliberation.timings)
     clock = time.perf_counter()
     generation = generate_for(model, view, sampling, prompt=prompt)
-    timings[stage.split()[0]] = round(timings.get(stage.split()[0], 0.0) + lap(clock), 4)
+    step = stage.split()[0]  # "repair 2" is timed with every repair round
+    timings[step] = round(timings.get(step, 0.0) + lap(clock), 4)
     entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, db, limits, timings)]
     tokens = {name: deliberation.tokens.get(name, 0) + count for name, count in
               (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
@@ -392,7 +392,7 @@ def describe_failure(ballot: Ballot) -> str:
     """One line: how many candidates failed, and the best failing one with why."""
     if not ballot.entries:
         return "the model produced no candidates"
-    best = max(ballot.entries, key=lambda e: (CLOSENESS.get(e.verdict.kind, 0), e.confidence))
+    best = nearest_failure(ballot.entries) or ballot.entries[0]
     sql = " ".join(best.candidate.sql.split()) or best.candidate.text.strip()[:200] or "(nothing)"
     return (f"none of the {len(ballot.entries)} candidates is a valid, executable query; "
             f"best: {sql!r} — {best.verdict.kind}: {best.verdict.error}")
