@@ -7,7 +7,8 @@ write, attach, load extensions or touch other files, whatever SQL reaches it:
   ``PRAGMA query_only``, limits on attached databases and string length, a heap limit, and an authorizer that allows
   reads and allow-listed functions only. A clean WAL database is opened ``immutable`` so no -wal/-shm file appears;
   one whose -wal file holds changes but has no -shm file is refused, since reading it would create one.
-- DuckDB: ``read_only`` with external access, extension loading and temp files off, a memory and thread cap, and
+- DuckDB: ``read_only`` with external access, extension loading and temp files off, a memory and thread cap, the
+  local file system disabled once the file is open (DuckDB would still let a query read its own database file), and
   the configuration locked last.
 
 A file shorter than its own header says (a truncated copy) is refused when it is opened, not at its first query.
@@ -241,6 +242,14 @@ def open_duckdb(path: Path):
 
 
 def lock_down_duckdb(connection) -> None:
+    """Close DuckDB's door to the file system, then lock the configuration.
+
+    ``enable_external_access = false`` is not enough on its own: DuckDB adds the database it opened, its WAL,
+    checkpoint and recovery files to ``allowed_paths`` (and a ``.tmp`` folder beside it to ``allowed_directories``),
+    so ``read_blob``, ``read_text`` or ``glob`` on the database's own file would still be answered. Disabling the
+    local file system after the file is open stops every file reader; the database keeps reading its blocks through
+    the handle it already holds."""
+    connection.execute("SET disabled_filesystems = 'LocalFileSystem'")
     connection.execute("SET lock_configuration = true")
 
 
