@@ -28,9 +28,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edge_sql.evaluate import Databases, evaluate_variants, load_dataset, select_examples, summarize
-from edge_sql.generate import Sampling
-from edge_sql.model import load_model
+from edge_sql.eval.run import Databases, evaluate_variants, load_dataset, select_examples, summarize
+from edge_sql.steps.generate import Sampling
+from edge_sql.backends import load_model
 from edge_sql.pipeline import Limits
 from edge_sql.remedies import Remedies
 

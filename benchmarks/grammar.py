@@ -5,7 +5,7 @@ Decode speed: the same prompt and seeds decoded with no grammar, with the gramma
 ("chain"), for N=1 and N=8 batched candidates, interleaved ``--repeat`` times; printed as tokens per second of
 decoding (prompt evaluation excluded) and the ratios against no grammar, with peak RSS.
 
-Valid share: the share of candidates that parse and validate (``edge_sql.validate.validate``) with and without the
+Valid share: the share of candidates that parse and validate (``edge_sql.steps.validate.validate``) with and without the
 grammar, on the shop example and on Spider dev questions when ``../shared/data/spider-dev`` is there.
 
     python benchmarks/grammar.py [--model smollm2-135m] [--repeat 2] [--questions 10] [--candidates 5]
@@ -19,13 +19,13 @@ import statistics
 import time
 from pathlib import Path
 
-from edge_sql.database import open_database
-from edge_sql.generate import STATEMENT_STOPS, Sampling, answer_budget, generate
-from edge_sql.grammar import schema_grammar
-from edge_sql.model import load_model
-from edge_sql.prompt import build_prompt
-from edge_sql.schema import render_schema
-from edge_sql.validate import validate
+from edge_sql.steps.database import open_database
+from edge_sql.steps.generate import STATEMENT_STOPS, Sampling, answer_budget, generate
+from edge_sql.steps.grammar import schema_grammar
+from edge_sql.backends import load_model
+from edge_sql.steps.prompt import build_prompt
+from edge_sql.steps.schema import render_schema
+from edge_sql.steps.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop.sqlite"

@@ -26,11 +26,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
-from edge_sql.database import open_database
-from edge_sql.hints import add_value_hints
-from edge_sql.preset import get_preset, weights_path
-from edge_sql.prune import prune_schema
-from edge_sql.schema import Schema, render_schema
+from edge_sql.steps.database import open_database
+from edge_sql.steps.hints import add_value_hints
+from edge_sql.preset import get_preset
+from edge_sql.weights import weights_path
+from edge_sql.steps.prune import prune_schema
+from edge_sql.steps.schema import Schema, render_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SPIDER = ROOT / ".." / "shared" / "data" / "spider-dev"

@@ -26,12 +26,14 @@ QUESTIONS = ("How many customers are there?", "How many orders were cancelled?")
 
 def child(config: dict) -> dict:
     """Run in the child: answer the questions with one model, report per-question costs and peak RSS."""
-    from edge_sql.database import open_database
+    from edge_sql.steps.database import open_database
     from edge_sql.errors import NoValidCandidate
-    from edge_sql.generate import Sampling
-    from edge_sql.model import LlamaModel, default_threads
+    from edge_sql.steps.generate import Sampling
+    from edge_sql.backends import default_threads
+    from edge_sql.backends.llama import LlamaModel
     from edge_sql.pipeline import ask
-    from edge_sql.preset import get_preset, weights_path
+    from edge_sql.preset import get_preset
+    from edge_sql.weights import weights_path
 
     started = time.perf_counter()
     preset = get_preset(config["model"])
@@ -51,9 +53,9 @@ def child(config: dict) -> dict:
                 "wall": time.perf_counter() - clock,
                 "generated": answer.tokens["generated"],
                 "prompt_tokens": answer.tokens["prompt"],
-                "prompt_evaluated": model.prompt_evaluated if config["batched"] else None,
-                "prompt_seconds": model.prompt_seconds if config["batched"] else None,
-                "decode_seconds": model.decode_seconds if config["batched"] else None,
+                "prompt_evaluated": model.last_cost.prompt_evaluated if config["batched"] else None,
+                "prompt_seconds": model.last_cost.prompt_seconds if config["batched"] else None,
+                "decode_seconds": model.last_cost.decode_seconds if config["batched"] else None,
             })
     return {"load": load, "runs": runs, "rss_mb": peak_rss_mb()}
 
@@ -96,7 +98,8 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
 
-    from edge_sql.preset import get_preset, weights_path
+    from edge_sql.preset import get_preset
+    from edge_sql.weights import weights_path
 
     model_mb = weights_path(get_preset(args.model)).stat().st_size / 2**20
     configs = {

@@ -15,13 +15,13 @@ import json
 import time
 from pathlib import Path
 
-from edge_sql.database import open_database
+from edge_sql.steps.database import open_database
 from edge_sql.errors import QueryFailed
-from edge_sql.execute import execute
-from edge_sql.generate import Sampling, generate
-from edge_sql.model import load_model
+from edge_sql.steps.execute import execute
+from edge_sql.steps.generate import Sampling, generate
+from edge_sql.backends import load_model
 from edge_sql.pipeline import fit_prompt
-from edge_sql.validate import validate
+from edge_sql.steps.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP_QUESTIONS = [

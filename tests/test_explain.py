@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from edge_sql.cli import app
 from edge_sql.errors import UsageError
-from edge_sql.explain import explain
+from edge_sql.steps.explain import explain
 
 runner = CliRunner()
 

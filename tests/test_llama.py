@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from conftest import snapshot
 from edge_sql.cli import app
-from edge_sql.generate import Sampling, generate
-from edge_sql.model import LlamaModel, load_model
+from edge_sql.steps.generate import Sampling, generate
+from edge_sql.backends import load_model
+from edge_sql.backends.llama import LlamaModel
 from edge_sql.preset import get_preset
-from edge_sql.prompt import build_prompt
+from edge_sql.steps.prompt import build_prompt
 from fixtures.tiny_gguf import write_tiny_gguf
 
 runner = CliRunner()

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from conftest import ROOT
 from edge_sql.cli import app
 from edge_sql.errors import ModelError
-from edge_sql.preset import (DEFAULT_PRESET, GENERIC, KINDS, check_preset, choose_model, get_preset, load_presets,
-                             parse_preset, preset_files)
-from edge_sql.prompt import PROTOCOLS, build_prompt, template_speaks
-from edge_sql.schema import Column, ForeignKey, Schema, Table, render_schema
+from edge_sql.preset import (DEFAULT_PRESET, GENERIC, KINDS, check_preset, get_preset, load_presets, parse_preset, preset_files)
+from edge_sql.weights import choose_model
+from edge_sql.steps.prompt import PROTOCOLS, build_prompt, template_speaks
+from edge_sql.steps.schema import Column, ForeignKey, Schema, Table, render_schema
 from fixtures.hub_server import isolate
 from fixtures.tiny_gguf import write_tiny_gguf
 from fixtures.tiny_lfm2 import write_tiny_lfm2_gguf
@@ -312,8 +312,8 @@ def test_models_info_on_a_file_that_is_not_gguf(tmp_path):
 
 def test_the_pinned_llama_cpp_runs_the_lfm2_architecture(tmp_path):
     """SS-350M-SQL-Strict is LFM2.5: a random tiny model of that architecture loads, tokenizes and generates."""
-    from edge_sql.generate import Sampling, generate
-    from edge_sql.model import load_model
+    from edge_sql.steps.generate import Sampling, generate
+    from edge_sql.backends import load_model
 
     path = write_tiny_lfm2_gguf(tmp_path / "tiny-lfm2.gguf")
     model = load_model(str(path), threads=1)
@@ -339,7 +339,7 @@ def test_models_rm_does_not_uninstall_python_packages():
 
 
 def test_models_rm_removes_a_converted_model(tmp_path):
-    from edge_sql.preset import converted_path, installed
+    from edge_sql.weights import converted_path, installed
 
     preset = get_preset("slm-sql-0.5b")
     path = converted_path(preset)
@@ -371,7 +371,7 @@ def test_help_does_not_import_heavy_packages(argv):
     assert "Usage:" in done.stdout
 
 
-MODELS_COMMANDS = [c.name for c in __import__("edge_sql.cli_models", fromlist=["models_app"]).models_app
+MODELS_COMMANDS = [c.name for c in __import__("edge_sql.cli.models", fromlist=["models_app"]).models_app
                    .registered_commands]
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_sql.focus import ALWAYS, focus_schema, focus_schemas, schema_ladder
-from edge_sql.prune import prune_schema, relevance
-from edge_sql.schema import Column, ForeignKey, Schema, Table
+from edge_sql.steps.focus import ALWAYS, focus_schema, focus_schemas, schema_ladder
+from edge_sql.steps.prune import prune_schema, relevance
+from edge_sql.steps.schema import Column, ForeignKey, Schema, Table
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spider-dev"
 needs_spider = pytest.mark.skipif(not (DATA / "dev.json").is_file(), reason="shared Spider dev data not present")
@@ -132,7 +132,7 @@ def test_the_ladder_only_gets_smaller_and_keeps_named_tables():
 
 
 def test_focus_modes(shop):
-    from edge_sql.database import open_database
+    from edge_sql.steps.database import open_database
 
     with open_database(shop) as db:
         question = "How many customers are from Germany?"
@@ -151,7 +151,7 @@ def test_on_spider_always_mode_keeps_every_gold_table():
     import sqlglot
     from sqlglot import exp
 
-    from edge_sql.database import open_database
+    from edge_sql.steps.database import open_database
 
     examples = json.loads((DATA / "dev.json").read_text())[::5]
     missed = []

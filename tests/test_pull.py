@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from conftest import ROOT
 from edge_sql.cli import app
 from edge_sql.errors import ModelError
-from edge_sql.preset import get_preset, hub_cache_dir, installed, parse_preset
-from edge_sql.pull import pull
+from edge_sql.paths import hub_cache_dir
+from edge_sql.preset import get_preset, parse_preset
+from edge_sql.weights import installed
+from edge_sql.weights import pull
 from fixtures.hub_server import COMMIT, HubServer, isolate
 from fixtures.tiny_gguf import write_tiny_gguf
 

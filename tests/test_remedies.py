@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_sql.cli import app
-from edge_sql.cli_remedies import chosen_remedies
+from edge_sql.cli.options import chosen_remedies
 from edge_sql.remedies import Remedies
 
 runner = CliRunner()

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import EXAMPLES, ROOT
-from edge_sql.database import open_database
-from edge_sql.model import load_model
-from edge_sql.shell import Shell, history_path, run_loop
+from edge_sql.steps.database import open_database
+from edge_sql.backends import load_model
+from edge_sql.cli.shell import Shell, history_path, run_loop
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import sqlite3
 import pytest
 
 from conftest import ROOT
-from edge_sql.database import open_database
-from edge_sql.execute import execute
-from edge_sql.validate import validate
+from edge_sql.steps.database import open_database
+from edge_sql.steps.execute import execute
+from edge_sql.steps.validate import validate
 
 SPIDER = ROOT.parent / "shared" / "data" / "spider-dev"
 pytestmark = pytest.mark.skipif(not (SPIDER / "dev.json").is_file(), reason="shared Spider dev data not present")

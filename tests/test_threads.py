@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES, FakeModel
 from edge_sql.cli import app
-from edge_sql.model import default_threads, register_model, unregister_model
+from edge_sql.backends import default_threads, register_model, unregister_model
 
 runner = CliRunner()
 

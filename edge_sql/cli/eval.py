@@ -1,4 +1,4 @@
-"""``edgesql eval``: the command over :mod:`edge_sql.evaluate`. Heavy imports (the pipeline, llama.cpp) happen inside
+"""``edgesql eval``: the command over :mod:`edge_sql.eval.run`. Heavy imports (the pipeline, llama.cpp) happen inside
 the command, so ``edgesql --help`` stays fast."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli_remedies import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
+from edge_sql.cli.common import TemperatureOpt, ThreadsOpt, status, stderr_console, stdout_console
+from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 
 MAX_CANDIDATES = 64
 
@@ -48,16 +49,14 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed of sampling and of --shuffle.")] = 42,
     shuffle: Annotated[bool, typer.Option("--shuffle",
                                           help="Shuffle the questions (with --seed) before --limit.")] = False,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0,
-                           help="Sampling temperature for candidates after the first. [default: preset's]")] = None,
+    temperature: TemperatureOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a candidate query may run.")] = 10.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the whole report, every question "
                                                    "included, as JSON to this file.", show_default=False)] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Write the chosen SQL of every "
                                                         "question, one per line (Spider's format), and the matching "
                                                         "gold file.", show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
-                       "[default: the physical cores this process may use]", show_default=False)] = None,
+    threads: ThreadsOpt = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -66,10 +65,9 @@ def eval_command(
     hints: HintsOpt = None,
 ) -> None:
     """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
-    from edge_sql.cli import status, stderr_console, stdout_console
-    from edge_sql.evaluate import evaluate, load_dataset, report_to_dict, select_examples, write_predictions
-    from edge_sql.generate import Sampling
-    from edge_sql.model import load_model
+    from edge_sql.eval.run import evaluate, load_dataset, report_to_dict, select_examples, write_predictions
+    from edge_sql.steps.generate import Sampling
+    from edge_sql.backends import load_model
     from edge_sql.pipeline import Limits
 
     counts = parse_counts(candidates)
@@ -110,7 +108,6 @@ class Progress:
     """A progress bar with the ETA and the running EX on stderr; on a non-terminal, a line every 30 seconds."""
 
     def __init__(self, total: int, counts: tuple[int, ...]):
-        from edge_sql.cli import stderr_console
 
         self.total, self.counts, self.done = total, counts, 0
         self.right = dict.fromkeys(counts, 0)
@@ -179,7 +176,7 @@ def print_report(report, console) -> None:
     """The report for people: EX per candidate count, EX per hardness level, then speed and memory."""
     from rich.table import Table
 
-    from edge_sql.hardness import LEVELS
+    from edge_sql.eval.hardness import LEVELS
 
     summaries = report.summaries
     name = Path(report.dataset).name if report.layout == "jsonl" else Path(report.dataset).parent.name

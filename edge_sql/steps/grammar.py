@@ -1,9 +1,9 @@
 """Schema-constrained decoding: a GBNF grammar that lets the model write only a SELECT over the schema's real names.
 
-In the spirit of PICARD, with llama.cpp's grammars: :func:`schema_grammar` turns a :class:`~edge_sql.schema.Schema`
+In the spirit of PICARD, with llama.cpp's grammars: :func:`schema_grammar` turns a :class:`~edge_sql.steps.schema.Schema`
 into a grammar whose sentences are read-only queries over the schema's tables and columns (quoted where they must
 be, case as stored; ``table.column`` and ``T1.column`` with short aliases), SQL keywords in upper or lower case, the
-engine's allowed functions (the names :mod:`edge_sql.guard` lets through), number and string literals. The
+engine's allowed functions (the names :mod:`edge_sql.steps.guard` lets through), number and string literals. The
 continuation after the prompt's ``prefix`` is what is constrained: the demo preset writes ``SELECT`` for the model,
 so its grammar starts after it.
 
@@ -15,7 +15,7 @@ until its token limit. The statement ends with ``;`` (a stop string) or end of g
 A grammar llama.cpp cannot parse crashes the process that uses it, so :func:`check_grammar` compiles it first in a
 child process; its verdict is kept on disk by the grammar's digest.
 
->>> from edge_sql.schema import Column, Schema, Table
+>>> from edge_sql.steps.schema import Column, Schema, Table
 >>> shop = Schema("sqlite", (Table("products", (Column("name", "TEXT"), Column("unit price", "REAL"))),))
 >>> print(schema_grammar(shop, "sqlite", prefix="SELECT").splitlines()[0])
 root ::= ws select-core query-tail end
@@ -29,17 +29,14 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 from functools import lru_cache
 from itertools import groupby
-from pathlib import Path
 from string import Template
 
-from edge_sql.errors import ModelError
-from edge_sql.schema import Schema
+from edge_sql.errors import GrammarError
+from edge_sql.steps.schema import Schema
 
-#: Functions each engine's grammar offers, as the engine spells them; only those :mod:`edge_sql.guard` allows are
+#: Functions each engine's grammar offers, as the engine spells them; only those :mod:`edge_sql.steps.guard` allows are
 #: kept (see :func:`engine_functions`). ``count`` has its own rule (it alone takes ``*``).
 FUNCTIONS = {
     "sqlite": """sum avg min max total group_concat abs round lower upper length substr substring trim ltrim rtrim
@@ -177,10 +174,6 @@ def statement_rules() -> str:
 OPERATORS = ("=", "!=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||")
 
 
-class GrammarError(ModelError):
-    """A grammar llama.cpp would not accept (using it would crash the process), or a prefix it cannot follow."""
-
-
 def schema_grammar(schema: Schema, dialect: str, prefix: str = "") -> str:
     """The GBNF grammar of a SELECT over ``schema``, for the answer that continues after ``prefix``.
 
@@ -262,7 +255,7 @@ def engine_functions(dialect: str) -> tuple[str, ...]:
     >>> "group_concat" in engine_functions("sqlite"), "random" in engine_functions("sqlite")
     (True, False)
     """
-    from edge_sql import guard
+    from edge_sql.steps import guard
     from edge_sql.errors import QueryRefused
 
     allowed = []
@@ -329,47 +322,3 @@ def _factor(words: list[str], top: bool = False) -> str:
     if len(alternatives) == 1 and (top or not empty):
         return alternatives[0]
     return "(" + " | ".join(alternatives) + ")"
-
-
-# -- validation -------------------------------------------------------------------------------------------------------
-
-_CHECK = """
-import sys
-import llama_cpp
-sampler = llama_cpp.llama_sampler_init_grammar(None, sys.stdin.buffer.read(), b"root")
-sys.exit(0 if sampler else 3)
-"""
-_checked: set[str] = set()
-
-
-def check_grammar(text: str) -> None:
-    """Raise :class:`GrammarError` unless llama.cpp parses ``text`` (rule ``root``) without error.
-
-    llama.cpp is asked in a child process, so a grammar that would crash it crashes only the child. A grammar that
-    passed is remembered by its digest, in this process and on disk (``<cache>/grammar``).
-    """
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if digest in _checked:
-        return
-    marker = grammar_cache() / f"{digest[:40]}.ok"
-    if marker.exists():
-        _checked.add(digest)
-        return
-    result = subprocess.run([sys.executable, "-c", _CHECK], input=text.encode("utf-8"), capture_output=True,
-                            timeout=120)
-    if result.returncode != 0:
-        reason = next((line for line in result.stderr.decode("utf-8", "replace").splitlines()
-                       if "error" in line.lower()), f"exit status {result.returncode}")
-        raise GrammarError(f"llama.cpp does not accept the grammar: {reason.strip()}")
-    _checked.add(digest)
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-    except OSError:
-        pass  # an unwritable cache only costs a check next time
-
-
-def grammar_cache() -> Path:
-    from edge_sql.model import cache_home
-
-    return cache_home() / "grammar"

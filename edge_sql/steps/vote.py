@@ -5,9 +5,9 @@ after rounding to 6 decimal places, so ``2`` and ``2.0000000001`` agree. The lar
 the group whose best candidate the model was most confident in (mean log-probability per token), then to the
 group seen first. Invalid or failing candidates cast no vote.
 
->>> from edge_sql.generate import Candidate
->>> from edge_sql.validate import Verdict
->>> from edge_sql.execute import Result
+>>> from edge_sql.steps.generate import Candidate
+>>> from edge_sql.steps.validate import Verdict
+>>> from edge_sql.steps.execute import Result
 >>> def entry(sql, rows):
 ...     return Entry(Candidate(sql, sql), Verdict("valid", sql=sql), Result(("n",), rows))
 >>> ballot = vote([entry("SELECT 2", ((2,),)), entry("SELECT 1+1", ((2.0,),)), entry("SELECT 3", ((3,),))])
@@ -21,9 +21,9 @@ import datetime
 import decimal
 from dataclasses import dataclass, replace
 
-from edge_sql.execute import Result
-from edge_sql.generate import Candidate
-from edge_sql.validate import Verdict
+from edge_sql.steps.execute import Result
+from edge_sql.steps.generate import Candidate
+from edge_sql.steps.validate import Verdict
 
 DECIMALS = 6
 

@@ -5,7 +5,7 @@ A :class:`Verdict` says what became of a candidate. ``validate`` gives ``valid``
 ``execution_error`` or ``timeout``. A valid verdict carries the SQL to run: the checked syntax tree written in the
 engine's dialect (transpiled when the model wrote another dialect), so what runs is exactly what was checked.
 
->>> from edge_sql.schema import Column, Schema, Table
+>>> from edge_sql.steps.schema import Column, Schema, Table
 >>> shop = Schema("sqlite", (Table("products", (Column("name", "TEXT"), Column("price", "REAL"))),))
 >>> validate("SELECT name FROM products WHERE price > 10", shop).kind
 'valid'
@@ -26,9 +26,9 @@ from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from edge_sql import guard
+from edge_sql.steps import guard
 from edge_sql.errors import QueryRefused
-from edge_sql.schema import Schema
+from edge_sql.steps.schema import Schema
 
 #: Dialects tried, in order, when a candidate does not parse in the engine's own (small models write MySQL-isms).
 OTHER_DIALECTS = ("sqlite", "duckdb", "mysql", "postgres")

@@ -2,7 +2,7 @@
 
 Every question goes through the real pipeline (:func:`edge_sql.pipeline.deliberate`, then
 :func:`~edge_sql.pipeline.conclude` once for each candidate count: one sampling pass serves greedy, vote@5 and vote@8).
-The chosen query is scored against the gold query by :mod:`edge_sql.metric`, the rules of Spider's official
+The chosen query is scored against the gold query by :mod:`edge_sql.eval.metric`, the rules of Spider's official
 evaluator. A question whose database is missing or whose gold query fails is skipped, with the reason.
 
 Datasets (:func:`load_dataset`):
@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Callable
 
 from edge_sql import __version__
-from edge_sql.database import detect_engine, open_database
+from edge_sql.steps.database import detect_engine, open_database
 from edge_sql.errors import DatabaseError, EdgeSQLError, QueryFailed, UsageError
-from edge_sql.execute import execute
-from edge_sql.generate import Sampling
-from edge_sql.hardness import LEVELS, hardness, hardness_of
-from edge_sql.metric import SCORE_TIMEOUT, fetch, order_matters, prediction_line, results_match, rewrite, set_match
-from edge_sql.model import Model
+from edge_sql.steps.execute import execute
+from edge_sql.steps.generate import Sampling
+from edge_sql.eval.hardness import LEVELS, hardness, hardness_of
+from edge_sql.eval.metric import SCORE_TIMEOUT, fetch, order_matters, prediction_line, results_match, rewrite, set_match
+from edge_sql.backends import Model
 from edge_sql.pipeline import Limits, conclude, deliberate
 from edge_sql.remedies import Remedies
 
@@ -470,12 +470,10 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
 
 
 def model_counters(model: Model) -> dict[str, float] | None:
-    """What the model says its last ``sample`` call cost: prompt tokens it evaluated (not served from a cache), the
-    seconds spent on them, and the seconds spent decoding; None for a model that does not say (a test double)."""
-    names = ("prompt_evaluated", "prompt_seconds", "decode_seconds")
-    if not all(isinstance(getattr(model, name, None), (int, float)) for name in names):
-        return None
-    return {name: getattr(model, name) for name in names}
+    """What the model says its last ``sample`` call cost (``Model.last_cost``); None for a model that does not count
+    (a test double)."""
+    cost = model.last_cost
+    return None if cost is None else asdict(cost)
 
 
 def measure_speed(records: list[Record]) -> Speed:

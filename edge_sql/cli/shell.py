@@ -18,9 +18,9 @@ from typing import Callable
 
 from rich.console import Console
 
-from edge_sql.database import Database
+from edge_sql.steps.database import Database
 from edge_sql.errors import EdgeSQLError, UsageError
-from edge_sql.model import Model
+from edge_sql.backends import Model
 from edge_sql.remedies import Remedies
 
 HELP = """\
@@ -45,7 +45,7 @@ class Shell:
                  candidates: int | None = None, temperature: float | None = None, seed: int = 42,
                  fmt: str = "table", max_rows: int = 100, timeout: float = 10.0,
                  console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies()):
-        from edge_sql.output import FORMATS
+        from edge_sql.cli.output import FORMATS
 
         if fmt not in FORMATS:
             raise UsageError(f"{fmt!r} is not one of {', '.join(FORMATS)}")
@@ -86,8 +86,8 @@ class Shell:
 
     def ask(self, question: str) -> str:
         from edge_sql.errors import NoValidCandidate
-        from edge_sql.generate import Sampling
-        from edge_sql.output import answer_to_dict, print_answer, print_json
+        from edge_sql.steps.generate import Sampling
+        from edge_sql.cli.output import answer_to_dict, print_answer, print_json
         from edge_sql.pipeline import Limits, ask, clean_question
 
         question = clean_question(question)
@@ -111,15 +111,15 @@ class Shell:
     # -- dot-commands -------------------------------------------------------------------------------------------------
 
     def schema(self, _: str) -> str:
-        from edge_sql.schema import render_schema
+        from edge_sql.steps.schema import render_schema
 
         return render_schema(self.db.schema, self.model.preset.schema_style)
 
     def sql(self, query: str) -> str:
         """Run a query exactly as ``edgesql run`` does: the guard, then the read-only executor."""
-        from edge_sql.execute import execute
-        from edge_sql.guard import check
-        from edge_sql.output import print_result
+        from edge_sql.steps.execute import execute
+        from edge_sql.steps.guard import check
+        from edge_sql.cli.output import print_result
 
         if not query:
             raise UsageError(".sql needs a query, e.g. .sql SELECT count(*) FROM customers")
@@ -147,7 +147,7 @@ class Shell:
         return f"model: {self.model.name}"
 
     def set_format(self, fmt: str) -> str:
-        from edge_sql.output import FORMATS
+        from edge_sql.cli.output import FORMATS
 
         if fmt not in FORMATS:
             raise UsageError(f".format takes one of {', '.join(FORMATS)}, not {fmt!r}")

@@ -2,7 +2,7 @@
 
 A question's words (lower-cased, simple plurals and verb endings stripped, common English words left out) are
 matched against table names, column names (split at ``_``, digits and camelCase) and the sample values the schema
-holds (``Column.samples``; :mod:`edge_sql.hints` puts the values closest to the question there). A table scores
+holds (``Column.samples``; :mod:`edge_sql.steps.hints` puts the values closest to the question there). A table scores
 the matches it holds (its foreign-key columns are about other tables and do not count), each weighted down by how
 many tables the same word matches. Then:
 
@@ -14,7 +14,7 @@ many tables the same word matches. Then:
   columns (ties in table order);
 - tables and columns stay in their original order.
 
->>> from edge_sql.schema import Column, ForeignKey, Schema, Table
+>>> from edge_sql.steps.schema import Column, ForeignKey, Schema, Table
 >>> schema = Schema("sqlite", (
 ...     Table("singer", (Column("singer_id", "INT", True), Column("name", "TEXT"), Column("age", "INT"))),
 ...     Table("stadium", (Column("stadium_id", "INT", True), Column("capacity", "INT"))),
@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from edge_sql.schema import Column, Schema, Table
+from edge_sql.steps.schema import Column, Schema, Table
 
 #: Words of a question that say nothing about which table or column it is about.
 STOPWORDS = frozenset(
@@ -162,7 +162,7 @@ def value_stems(value: str) -> frozenset[str]:
 def named_tables(schema: Schema, question: str) -> set[str]:
     """The tables the question names: the table's name itself, or every word of it, appears in the question.
 
-    >>> from edge_sql.schema import Column, Schema, Table
+    >>> from edge_sql.steps.schema import Column, Schema, Table
     >>> schema = Schema("sqlite", tuple(Table(n, (Column("id", "INT"),)) for n in ("singer_in_concert", "order_items", "city")))
     >>> sorted(named_tables(schema, "Which singers sang in each concert?"))
     ['singer_in_concert']
@@ -200,7 +200,7 @@ def column_matches(column: Column, terms: dict[str, str], table: str = "") -> li
 def relevance(schema: Schema, question: str) -> list[Relevance]:
     """Every table's relevance to ``question``, best first (ties in schema order): a score and its reasons.
 
-    >>> from edge_sql.schema import Column, ForeignKey, Schema, Table
+    >>> from edge_sql.steps.schema import Column, ForeignKey, Schema, Table
     >>> schema = Schema("sqlite", (
     ...     Table("customers", (Column("customer_id", "INT", True), Column("country", "TEXT", samples=("France",)))),
     ...     Table("orders", (Column("order_id", "INT", True), Column("customer_id", "INT")),
@@ -315,7 +315,7 @@ def prune_columns(table: Table, schema: Schema, kept: set[str], question: str, m
 def describe_pruning(full: Schema, pruned: Schema) -> str:
     """One line saying what pruning left out.
 
-    >>> from edge_sql.schema import Column, Schema, Table
+    >>> from edge_sql.steps.schema import Column, Schema, Table
     >>> full = Schema("sqlite", (Table("a", (Column("x", "INT"), Column("y", "INT"))), Table("b", (Column("z", "INT"),))))
     >>> describe_pruning(full, Schema("sqlite", (Table("a", (Column("x", "INT"),)),)))
     'pruned to 1 of 2 tables and 1 of 3 columns; left out: b, a.y'

@@ -20,7 +20,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from edge_sql.execute import Result
+from edge_sql.steps.execute import Result
 from edge_sql.pipeline import Answer
 
 FORMATS = ("table", "json", "csv", "markdown")

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edge_sql.cli.common import stderr_console, stdout_console
 from edge_sql.errors import ModelError
 
 INSTALL = 'pip install torch==2.13.0 && pip install -e ".[convert]"'
@@ -43,7 +44,6 @@ def convert_command(
 ) -> None:
     """Convert a fine-tuned Hugging Face model (Llama or Qwen2, with an optional LoRA adapter merged in) to a
     quantized GGUF file that edgesql ask runs, and check it against the original."""
-    from edge_sql.cli import stderr_console, stdout_console
 
     try:
         import convert
@@ -61,8 +61,8 @@ def print_report(result, console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from edge_sql.cli_models import human_size
-    from edge_sql.gguf_info import human_count
+    from edge_sql.cli.models import human_size
+    from edge_sql.backends.gguf_info import human_count
 
     rows = [
         ("file", str(result.path)),

@@ -2,7 +2,7 @@
 
 A model writes ``WHERE department = 'sales'`` when the data says ``'Sales'``; shown the stored value, it copies it.
 For every text column, the distinct values of its first :data:`SCAN_ROWS` rows are read (at most
-:data:`DISTINCT_VALUES` of them) through the guarded executor (:func:`edge_sql.execute.execute`: the locked-down
+:data:`DISTINCT_VALUES` of them) through the guarded executor (:func:`edge_sql.steps.execute.execute`: the locked-down
 read-only connection and its time limit), all columns within :data:`TIME_BUDGET` seconds in total. A value matches
 the question, best first, when it
 
@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge_sql.database import Database
+from edge_sql.steps.database import Database
 from edge_sql.errors import QueryFailed, QueryTimeout
-from edge_sql.execute import execute
-from edge_sql.prune import STOPWORDS, stem
-from edge_sql.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier
+from edge_sql.steps.execute import execute
+from edge_sql.steps.prune import STOPWORDS, stem
+from edge_sql.steps.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier
 
 #: Rows read from each table column, distinct values kept from them, and the seconds all columns may take together.
 SCAN_ROWS = 20_000

@@ -4,7 +4,7 @@ Small models fail in predictable ways — a column on the wrong table, a table t
 another dialect. The repair request is the original question followed by what went wrong, written so that a model
 trained on "question → SQL" still reads it as a question:
 
->>> from edge_sql.schema import Column, Schema, Table
+>>> from edge_sql.steps.schema import Column, Schema, Table
 >>> shop = Schema("sqlite", (
 ...     Table("customers", (Column("customer_id", "INTEGER"), Column("name", "TEXT"), Column("country", "TEXT"))),
 ...     Table("orders", (Column("order_id", "INTEGER"), Column("customer_id", "INTEGER"), Column("total", "REAL")))))
@@ -24,7 +24,7 @@ import re
 import sqlglot
 from sqlglot import exp
 
-from edge_sql.schema import Schema
+from edge_sql.steps.schema import Schema
 
 #: The most tables whose columns a repair request lists (a query rarely needs more; the prompt stays short).
 MAX_TABLES = 6
@@ -69,7 +69,7 @@ def valid_names(sql: str, error: str, schema: Schema) -> str:
     it could not find, and every table when it names none that exists (a wrong table name, or SQL that does not
     parse).
 
-    >>> from edge_sql.schema import Column, Schema, Table
+    >>> from edge_sql.steps.schema import Column, Schema, Table
     >>> shop = Schema("sqlite", (Table("customers", (Column("customer_id", "INTEGER"), Column("name", "TEXT"))),
     ...                          Table("orders", (Column("order_id", "INTEGER"), Column("customer_id", "INTEGER")))))
     >>> valid_names("SELECT order_id FROM customers", "Column 'order_id' could not be resolved", shop)

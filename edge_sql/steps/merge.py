@@ -15,7 +15,7 @@ Write the one correct query.
 
 from __future__ import annotations
 
-from edge_sql.vote import Ballot, Entry, result_key
+from edge_sql.steps.vote import Ballot, Entry, result_key
 
 #: Rows of each result shown to the model, and the characters of each.
 SHOWN_ROWS = 3
@@ -53,10 +53,10 @@ def split_vote(ballot: Ballot) -> tuple[Entry, Entry] | None:
     """The representatives of the two largest groups when no result has a strict majority of the valid candidates;
     None when the vote is clear (or there is only one result).
 
-    >>> from edge_sql.generate import Candidate
-    >>> from edge_sql.validate import Verdict
-    >>> from edge_sql.execute import Result
-    >>> from edge_sql.vote import vote
+    >>> from edge_sql.steps.generate import Candidate
+    >>> from edge_sql.steps.validate import Verdict
+    >>> from edge_sql.steps.execute import Result
+    >>> from edge_sql.steps.vote import vote
     >>> def entry(sql, n):
     ...     return Entry(Candidate(sql, sql), Verdict("valid", sql=sql), Result(("n",), ((n,),)))
     >>> pair = split_vote(vote([entry("SELECT 1", 1), entry("SELECT 2", 2), entry("SELECT 1 + 0", 1),

@@ -23,7 +23,7 @@ def log_path() -> Path:
 
 def record(db: Path, answer, *, error: str | None = None, rows: bool = False) -> Path:
     """Append one question, its chosen SQL and its vote (and its rows when asked) to the log."""
-    from edge_sql.output import jsonable
+    from edge_sql.cli.output import jsonable
 
     entry = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

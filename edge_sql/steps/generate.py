@@ -17,8 +17,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from edge_sql.model import Completion, Model
-from edge_sql.prompt import Prompt
+from edge_sql.backends import Completion, Model
+from edge_sql.steps.prompt import Prompt
 
 #: Where a statement ends: its semicolon, a blank line, or the start of a new chat turn (not a code fence: a model
 #: may open its answer with one).

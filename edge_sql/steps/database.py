@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_sql.errors import DatabaseError
-from edge_sql.schema import Schema, read_schema
+from edge_sql.steps.schema import Schema, read_schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # at offset 8

@@ -1,9 +1,8 @@
 """``edgesql models``: list, download, inspect and remove model presets. A thin shell over :mod:`edge_sql.preset`,
-:mod:`edge_sql.pull` and :mod:`edge_sql.gguf_info`; huggingface_hub and gguf are imported only inside the commands."""
+:mod:`edge_sql.weights` and :mod:`edge_sql.backends.gguf_info`; huggingface_hub and gguf are imported only inside the commands."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from edge_sql.cli.common import reports_errors, stderr_console, stdout_console
 from edge_sql.errors import UsageError
 
 models_app = typer.Typer(
@@ -25,18 +25,6 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table or
 FORMATS = ("table", "json")
 
 
-def reported(command):
-    """The command with the CLI's error reporting (one line on stderr, a documented exit code)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from edge_sql.cli import reports_errors  # at call time: edge_sql.cli imports this module
-
-        return reports_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
 def say(message: str) -> None:
     """One line of news on stderr (stdout stays data)."""
     sys.stderr.write(f"edgesql: {message}\n")
@@ -45,7 +33,7 @@ def say(message: str) -> None:
 
 def chosen_model(model: str | None) -> str:
     """``--model`` if given; otherwise the model ``ask`` defaults to, saying on stderr which one and why."""
-    from edge_sql.preset import choose_model
+    from edge_sql.weights import choose_model
 
     choice = choose_model(model)
     if choice.notice:
@@ -83,7 +71,7 @@ def human_size(size: int) -> str:
 
 def describe_preset(preset, default: str) -> dict:
     """One row of ``models list``: what the preset is, whether it is here, and what it costs and gives."""
-    from edge_sql.preset import find_weights
+    from edge_sql.weights import find_weights
 
     path = find_weights(preset)
     return {
@@ -109,7 +97,6 @@ def describe_preset(preset, default: str) -> dict:
 
 def print_wide(table, width: int) -> None:
     """Print a table on stdout; piped into a file or another program it gets ``width`` columns, not 80."""
-    from edge_sql.cli import stdout_console
 
     console = stdout_console()
     if not console.is_terminal:
@@ -118,13 +105,15 @@ def print_wide(table, width: int) -> None:
 
 
 @models_app.command("list")
-@reported
+@reports_errors
 def list_models(fmt: FormatOpt = "table") -> None:
     """List the presets: size on disk or to download, installed or not, and their published accuracy."""
     from rich.table import Table
     from rich.text import Text
 
-    from edge_sql.preset import choose_model, hub_cache_dir, load_presets
+    from edge_sql.paths import hub_cache_dir
+    from edge_sql.preset import load_presets
+    from edge_sql.weights import choose_model
 
     check_format(fmt)
     default = choose_model(None).model
@@ -149,7 +138,7 @@ def list_models(fmt: FormatOpt = "table") -> None:
 
 
 @models_app.command("pull")
-@reported
+@reports_errors
 def pull_model(
     name: NameArg,
     convert: Annotated[bool, typer.Option("--convert", help="For a preset published as safetensors: download them "
@@ -158,8 +147,9 @@ def pull_model(
 ) -> None:
     """Download a preset's GGUF file into the Hugging Face cache (resumable), verify its SHA-256, print its path.
     With --convert, a preset published as safetensors is downloaded and converted to GGUF instead."""
-    from edge_sql.preset import converted_path, hub_cache_dir
-    from edge_sql.pull import pull
+    from edge_sql.paths import hub_cache_dir
+    from edge_sql.weights import converted_path
+    from edge_sql.weights import pull
 
     preset = require_preset(name)
     if convert and preset.kind != "convert":
@@ -177,8 +167,7 @@ def pull_model(
             f"converting it to {preset.quantization} at {converted_path(preset)}; this takes minutes")
     pulled = pull(preset, progress=True, convert=convert)
     if pulled.conversion is not None:
-        from edge_sql.cli import stderr_console
-        from edge_sql.cli_convert import print_report
+        from edge_sql.cli.convert import print_report
 
         print_report(pulled.conversion, stderr_console())
         repo_dir = hub_cache_dir() / ("models--" + source["repo"].replace("/", "--"))
@@ -196,7 +185,7 @@ def pull_model(
 
 
 @models_app.command("info")
-@reported
+@reports_errors
 def info(
     name_or_path: Annotated[str, typer.Argument(help="An installed preset's name or the path of a GGUF file.",
                                                 show_default=False)],
@@ -207,9 +196,10 @@ def info(
     from rich.table import Table
     from rich.text import Text
 
-    from edge_sql.gguf_info import human_count, read_info
-    from edge_sql.preset import GENERIC, get_preset, weights_path
-    from edge_sql.prompt import get_protocol, template_speaks
+    from edge_sql.backends.gguf_info import human_count, read_info
+    from edge_sql.preset import GENERIC, get_preset
+    from edge_sql.weights import weights_path
+    from edge_sql.steps.prompt import get_protocol, template_speaks
 
     check_format(fmt)
     preset = get_preset(name_or_path)
@@ -257,11 +247,11 @@ def info(
 
 
 @models_app.command("rm")
-@reported
+@reports_errors
 def rm(name: NameArg) -> None:
     """Remove a downloaded preset's GGUF file from the cache."""
-    from edge_sql.preset import installed
-    from edge_sql.pull import remove
+    from edge_sql.weights import installed
+    from edge_sql.weights import remove
 
     preset = require_preset(name)
     if preset.kind != "package" and not installed(preset):

@@ -1,114 +1,32 @@
-"""The one door for models: ``load_model(name_or_path)``.
+"""The built-in backend: a GGUF file run by llama.cpp (llama-cpp-python, imported lazily, on CPU).
 
-A *model* is anything with the narrow interface of :class:`Model`: it counts tokens and samples completions.
-:class:`LlamaModel` runs a GGUF file with llama-cpp-python (imported lazily, on CPU). Other models — a test double,
-a future backend — enter through :func:`register_model`, the same door the presets use.
+It serves presets by name and GGUF files by path (:func:`load`), through the same door as every other backend.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
-
+from edge_sql.backends.door import Completion, Cost
 from edge_sql.errors import ModelError
-from edge_sql.preset import GENERIC, Preset, get_preset, load_presets, weights_path
+from edge_sql.paths import cache_home
+from edge_sql.preset import GENERIC, Preset, get_preset
+from edge_sql.weights import weights_path
 
 GGUF_MAGIC = b"GGUF"
 #: The largest context edgesql asks llama.cpp for (memory grows with it; a schema prompt rarely needs more).
 MAX_CONTEXT = 4096
 
 
-@dataclass(frozen=True)
-class Completion:
-    """One sampled continuation: its text, its log-probability under the model, its length in tokens."""
-
-    text: str
-    logprob: float = 0.0
-    tokens: int = 0
-    stopped: bool = False  # cut short: enough other candidates had already agreed
-
-
-class Model(Protocol):
-    name: str
-    preset: Preset
-    context_length: int
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def sample(
-        self, prompt: str, temperatures: Sequence[float], *, seed: int, max_tokens: int, stop: tuple[str, ...],
-        cache_prefix: str | None = None, on_finish: Callable[[int, str], bool] | None = None,
-        grammar: str | None = None,
-    ) -> list[Completion]:
-        """One completion per temperature (0 = greedy); candidate i is seeded with ``seed + i``.
-
-        ``cache_prefix`` is the head of ``prompt`` that later prompts repeat (the schema): a model may keep its
-        state to skip evaluating it again. ``on_finish(i, text)`` is called as candidate i ends; a model that
-        decodes candidates together stops the rest (``stopped=True``) once it returns True. ``grammar`` is a GBNF
-        grammar (``grammar.schema_grammar``) every completion must follow.
-        """
-        ...
-
-
-_FACTORIES: dict[str, Callable[..., Model]] = {}
-
-
-def register_model(name: str, factory: Callable[..., Model]) -> None:
-    """Make ``--model name`` load ``factory(threads=...)``; registered names come before presets and paths."""
-    _FACTORIES[name] = factory
-
-
-def unregister_model(name: str) -> None:
-    _FACTORIES.pop(name, None)
-
-
-def default_threads() -> int:
-    """One thread per physical core this process may use: llama.cpp gets slower, not faster, on hyper-threads."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    physical = physical_cores()
-    return max(1, min(usable, physical) if physical else usable)
-
-
-def physical_cores(cpuinfo: str | None = None) -> int:
-    r"""Distinct (package, core) pairs in /proc/cpuinfo; 0 when it cannot tell.
-
-    >>> physical_cores("physical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 1\n")
-    2
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return 0
-    cores, package = set(), None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "physical id":
-            package = value.strip()
-        elif key == "core id":
-            cores.add((package, value.strip()))
-    return len(cores)
-
-
-def load_model(name_or_path: str, *, threads: int | None = None) -> Model:
-    """Load a registered model, a preset by name, or a GGUF file by path."""
-    threads = threads or default_threads()
-    if name_or_path in _FACTORIES:
-        return _FACTORIES[name_or_path](threads=threads)
+def load(name_or_path: str, *, threads: int) -> "LlamaModel | None":
+    """A preset by name, or a GGUF file by path; None for a name this backend does not serve."""
     preset = get_preset(name_or_path)
     if preset is not None:
         return LlamaModel(weights_path(preset), preset=preset, threads=threads)
     path = Path(name_or_path).expanduser()
     if path.suffix.lower() == ".gguf" or path.exists() or os.sep in name_or_path:
         return LlamaModel(path, preset=GENERIC, threads=threads)
-    known = ", ".join(sorted(set(load_presets()) | set(_FACTORIES)))
-    raise ModelError(f"unknown model {name_or_path!r}: give a GGUF file path or a preset ({known})")
+    return None
 
 
 def check_gguf(path: Path) -> None:
@@ -158,8 +76,7 @@ class LlamaModel:
         self.context_length = min(wanted, trained) if trained > 0 else wanted
         self._decoder = None
         self._store = prefix_store(path, cache_dir)
-        self.prompt_evaluated = 0  # prompt tokens the last sample() had to evaluate (the rest came from a cache)
-        self.prompt_seconds = self.decode_seconds = 0.0  # and the time it spent on them, and on decoding
+        self.last_cost: Cost | None = None  # what the last sample() cost (not counted on the sequential path)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -170,9 +87,10 @@ class LlamaModel:
     def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None,
                grammar=None):
         if grammar:
-            from edge_sql.grammar import check_grammar
+            from edge_sql.backends.grammar_check import check_grammar
 
             check_grammar(grammar)  # a grammar llama.cpp cannot parse would crash this process: refused before use
+        self.last_cost = None
         if not self.batched:
             completions = []
             for index, temperature in enumerate(temperatures):
@@ -194,8 +112,7 @@ class LlamaModel:
                 completions.append(Completion(text, logprob, count, stopped))
             if any(c.stopped for c in completions) or len(completions) < start + len(chunk):
                 break
-        self.prompt_evaluated = decoder.evaluated
-        self.prompt_seconds, self.decode_seconds = decoder.prompt_seconds, decoder.decode_seconds
+        self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds)
         return completions
 
     def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:
@@ -209,7 +126,7 @@ class LlamaModel:
 
     def decoder(self):
         if self._decoder is None:
-            from edge_sql.batch import BatchDecoder
+            from edge_sql.backends.batch import BatchDecoder
 
             try:
                 self._decoder = BatchDecoder(self._llama.model, context=self.context_length, threads=self.threads)
@@ -247,7 +164,7 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     """
     from dataclasses import replace
 
-    from edge_sql.prompt import PROTOCOLS
+    from edge_sql.steps.prompt import PROTOCOLS
 
     protocol = metadata.get("edgesql.protocol", "")
     if protocol not in PROTOCOLS:
@@ -259,18 +176,12 @@ def prefix_store(path: Path, cache_dir: Path | None):
     """The on-disk cache of prompt-prefix states for this model file, or None when caching is off."""
     if os.environ.get("EDGESQL_PREFIX_CACHE", "1") == "0":
         return None
-    from edge_sql.batch import PrefixStore
+    from edge_sql.backends.prefix import PrefixStore
 
     directory = Path(cache_dir) if cache_dir else cache_home() / "prefix"
     return PrefixStore(directory, model_fingerprint(path))
 
 
-def cache_home() -> Path:
-    """Where edgesql keeps caches: ``EDGESQL_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgesql``, else ``~/.cache/edgesql``."""
-    if os.environ.get("EDGESQL_CACHE_DIR"):
-        return Path(os.environ["EDGESQL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgesql"
 
 
 def model_fingerprint(path: Path) -> str:

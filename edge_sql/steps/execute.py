@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from edge_sql.database import Database
+from edge_sql.steps.database import Database
 from edge_sql.errors import QueryFailed, QueryTimeout
 
 #: How many SQLite virtual-machine steps pass between two looks at the clock.

@@ -1,0 +1,126 @@
+"""The one door for models: ``load_model(name_or_path)``.
+
+A *model* is anything with the narrow interface of :class:`Model`: it counts tokens, samples completions and says
+what its last sampling cost. Every backend enters through this door: a *backend* is a function that recognises the
+names it serves (a preset, a GGUF path, …) and loads them; a single model (a test double) is registered by name with
+:func:`register_model`. The built-in llama.cpp backend registers itself here like any other (``backends/__init__``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from edge_sql.errors import ModelError
+from edge_sql.preset import Preset, load_presets
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one ``sample`` call cost a model: the prompt tokens it evaluated (the rest came from a cache), the seconds
+    spent on them, and the seconds spent decoding."""
+
+    prompt_evaluated: int = 0
+    prompt_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation: its text, its log-probability under the model, its length in tokens."""
+
+    text: str
+    logprob: float = 0.0
+    tokens: int = 0
+    stopped: bool = False  # cut short: enough other candidates had already agreed
+
+
+class Model(Protocol):
+    name: str
+    preset: Preset
+    context_length: int
+    #: What the last ``sample`` call cost; None for a model that does not count (a test double).
+    last_cost: Cost | None
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def sample(
+        self, prompt: str, temperatures: Sequence[float], *, seed: int, max_tokens: int, stop: tuple[str, ...],
+        cache_prefix: str | None = None, on_finish: Callable[[int, str], bool] | None = None,
+        grammar: str | None = None,
+    ) -> list[Completion]:
+        """One completion per temperature (0 = greedy); candidate i is seeded with ``seed + i``.
+
+        ``cache_prefix`` is the head of ``prompt`` that later prompts repeat (the schema): a model may keep its
+        state to skip evaluating it again. ``on_finish(i, text)`` is called as candidate i ends; a model that
+        decodes candidates together stops the rest (``stopped=True``) once it returns True. ``grammar`` is a GBNF
+        grammar (``grammar.schema_grammar``) every completion must follow.
+        """
+        ...
+
+
+_FACTORIES: dict[str, Callable[..., Model]] = {}
+#: Backends in the order they are asked: each returns a loaded model for a name it serves, or None.
+_BACKENDS: list[tuple[str, Callable[..., Model | None]]] = []
+
+
+def register_model(name: str, factory: Callable[..., Model]) -> None:
+    """Make ``--model name`` load ``factory(threads=...)``; registered names come before presets and paths."""
+    _FACTORIES[name] = factory
+
+
+def unregister_model(name: str) -> None:
+    _FACTORIES.pop(name, None)
+
+
+def register_backend(name: str, load: Callable[..., Model | None]) -> None:
+    """Ask ``load(name_or_path, threads=...)`` for every model name not registered by :func:`register_model`; it
+    returns a model for the names it serves and None for the others. Backends are asked in registration order."""
+    _BACKENDS[:] = [(known, loader) for known, loader in _BACKENDS if known != name] + [(name, load)]
+
+
+def default_threads() -> int:
+    """One thread per physical core this process may use: llama.cpp gets slower, not faster, on hyper-threads."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    physical = physical_cores()
+    return max(1, min(usable, physical) if physical else usable)
+
+
+def physical_cores(cpuinfo: str | None = None) -> int:
+    r"""Distinct (package, core) pairs in /proc/cpuinfo; 0 when it cannot tell.
+
+    >>> physical_cores("physical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 1\n")
+    2
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return 0
+    cores, package = set(), None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            package = value.strip()
+        elif key == "core id":
+            cores.add((package, value.strip()))
+    return len(cores)
+
+
+def load_model(name_or_path: str, *, threads: int | None = None) -> Model:
+    """Load a registered model, or whatever a backend serves under that name (a preset, a GGUF file by path)."""
+    threads = threads or default_threads()
+    if name_or_path in _FACTORIES:
+        return _FACTORIES[name_or_path](threads=threads)
+    for _, load in _BACKENDS:
+        model = load(name_or_path, threads=threads)
+        if model is not None:
+            return model
+    known = ", ".join(sorted(set(load_presets()) | set(_FACTORIES)))
+    raise ModelError(f"unknown model {name_or_path!r}: give a GGUF file path or a preset ({known})")

@@ -1,0 +1,213 @@
+"""The commands that answer: ``ask`` (a question), ``run`` (one SQL query through the guard), ``schema`` (what the
+model sees) and ``shell`` (one question a line). Each opens what it needs and makes one library call."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, MaxRowsOpt, ModelOpt, OutputOpt, Output, SeedOpt,
+                                 SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured,
+                                 status, stderr_console, stdout_console, writing_to)
+from edge_sql.cli.models import chosen_model
+from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
+from edge_sql.errors import NoValidCandidate
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in plain English.", show_default=False)],
+    db: DbOpt,
+    model: ModelOpt = None,
+    candidates: CandidatesOpt = None,
+    temperature: TemperatureOpt = None,
+    seed: SeedOpt = 42,
+    fmt: FormatOpt = "table",
+    max_rows: MaxRowsOpt = 100,
+    timeout: SettingTimeoutOpt = None,
+    show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
+                                             "candidates agree on a result.")] = False,
+    threads: ThreadsOpt = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
+                                          "each clause does (read from the query, no model call).")] = False,
+    output: OutputOpt = None,
+    log: Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
+                                      "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")] = False,
+    log_rows: Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")] = False,
+    grammar: GrammarOpt = None,
+    repair: RepairOpt = None,
+    repair_rounds: RepairRoundsOpt = None,
+    merge: MergeOpt = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
+) -> None:
+    """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
+    from edge_sql.steps.database import open_database
+    from edge_sql.steps.generate import Sampling
+    from edge_sql.backends import load_model
+    from edge_sql.cli.output import answer_to_dict, print_answer, print_ballot, print_json
+    from edge_sql.pipeline import Limits, ask as ask_question, clean_question
+
+    check_format(fmt)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
+    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    question = clean_question(question)
+    with open_database(db) as database:
+        model = chosen_model(model)
+        with status("Loading the model…"):
+            loaded = load_model(model, threads=threads)
+        sampling = Sampling(
+            candidates=candidates or loaded.preset.candidates,
+            temperature=loaded.preset.temperature if temperature is None else temperature,
+            seed=seed,
+            early_stop=early_stop,
+        )
+        console = stdout_console()
+        try:
+            with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
+                answer = ask_question(question, database, loaded, sampling, Limits(max_rows=max_rows, timeout=timeout),
+                                      remedies=remedies)
+        except NoValidCandidate as failure:
+            if failure.answer is not None:
+                say_if_cut(failure.answer)
+                if log:
+                    from edge_sql.cli.log import record
+
+                    record(db, failure.answer, error=str(failure), rows=log_rows)
+                with writing_to(output):
+                    if fmt == "json":
+                        print_json(answer_to_dict(failure.answer, error=str(failure)))
+                    elif show_candidates and fmt == "table":
+                        print_ballot(stderr_console(), failure.answer)
+            raise
+        say_if_cut(answer)
+        if log:
+            from edge_sql.cli.log import record
+
+            record(db, answer, rows=log_rows)
+        explanation = None
+        if explain:
+            from edge_sql.steps.explain import explain as explain_sql
+
+            explanation = explain_sql(answer.sql, answer.dialect)
+        with writing_to(output):
+            if explanation is not None and fmt == "json":
+                print_json({**answer_to_dict(answer), "explanation": explanation.to_dict()})
+                return
+            print_answer(answer, fmt, max_rows=max_rows, show_candidates=show_candidates, console=console)
+            if explanation is not None:  # csv keeps stdout to its rows: the explanation goes to stderr
+                from edge_sql.cli.output import print_explanation
+
+                print_explanation(console if fmt == "table" else stderr_console(), explanation)
+
+
+def say_if_cut(answer) -> None:
+    """One line on stderr when the model was shown less of the schema than it asked for, only to fit its context."""
+    if answer.view is not None and answer.view.cut:
+        stderr_console().print(f"edgesql: the schema does not fit {answer.model}'s context whole: {answer.view.note}",
+                               style="dim", highlight=False, soft_wrap=True)
+
+
+def schema(
+    db: DbOpt,
+    model: ModelOpt = None,
+    question: Annotated[Optional[str], typer.Option("--question", "-q", show_default=False, help="Show the schema "
+                        "the model sees for this question: with --hints, and pruned with --prune always.")] = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
+) -> None:
+    """Print the database's schema exactly as the model sees it in the prompt."""
+    from edge_sql.steps.database import open_database
+    from edge_sql.preset import GENERIC, get_preset
+    from edge_sql.steps.schema import render_schema
+
+    with open_database(db) as database:
+        preset = get_preset(chosen_model(model)) or GENERIC
+        shown = database.schema
+        if question is not None:
+            from edge_sql.steps.focus import focus_schema, pruning_note
+            from edge_sql.pipeline import clean_question
+
+            remedies = chosen_remedies(None, None, None, None, prune, hints)
+            question = clean_question(question)
+            shown = focus_schema(database, question, prune=remedies.prune, hints=remedies.hints)
+            sys.stderr.write(pruning_note(database.schema, shown, remedies.prune) + "\n")
+        sys.stdout.write(render_schema(shown, preset.schema_style) + "\n")
+
+
+def run(
+    sql: Annotated[str, typer.Argument(help="The SQL query to run.", show_default=False)],
+    db: DbOpt,
+    fmt: FormatOpt = "table",
+    max_rows: MaxRowsOpt = 100,
+    timeout: TimeoutOpt = 10.0,
+    output: OutputOpt = None,
+) -> None:
+    """Run one SQL query through the same guard and read-only executor that ask uses."""
+    from edge_sql.steps.database import open_database
+    from edge_sql.steps.execute import execute
+    from edge_sql.steps.guard import check
+    from edge_sql.cli.output import print_result
+
+    check_format(fmt)
+    with open_database(db) as database:
+        checked = check(sql, database.dialect).sql(dialect=database.dialect)
+        result = execute(database, checked, max_rows=max_rows, timeout=timeout)
+        with writing_to(output):
+            print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
+
+
+def shell(
+    db: DbOpt,
+    model: ModelOpt = None,
+    candidates: CandidatesOpt = None,
+    temperature: TemperatureOpt = None,
+    seed: SeedOpt = 42,
+    fmt: FormatOpt = "table",
+    max_rows: MaxRowsOpt = 100,
+    timeout: SettingTimeoutOpt = None,
+    threads: ThreadsOpt = None,
+    grammar: GrammarOpt = None,
+    repair: RepairOpt = None,
+    repair_rounds: RepairRoundsOpt = None,
+    merge: MergeOpt = None,
+    prune: PruneOpt = None,
+    hints: HintsOpt = None,
+) -> None:
+    """An interactive session: load the model and the schema once, then answer one question a line (.help)."""
+    import shutil
+
+    from edge_sql.steps.database import open_database
+    from edge_sql.backends import load_model
+    from edge_sql.cli.shell import Shell, history_path, run_loop
+
+    check_format(fmt)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
+    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    interactive = sys.stdin.isatty()
+    with open_database(db) as database:
+        model = chosen_model(model)
+        with status("Loading the model…"):
+            loaded = load_model(model, threads=threads)
+
+        def load(name: str):
+            with status(f"Loading {name}…"):
+                return load_model(name, threads=threads)
+
+        terminal = sys.stdout.isatty()
+        console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,
+                                         width=shutil.get_terminal_size().columns))
+        session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
+                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console, remedies=remedies)
+        if interactive:
+            stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
+                                   ".quit or Ctrl-D to leave")
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        run_loop(session, write=write, prompt="edgesql> " if interactive else "", history=history_path())
+

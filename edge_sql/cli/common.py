@@ -1,0 +1,135 @@
+"""What every command shares: the consoles (data to stdout, talk to stderr), the option types, and the one place
+that turns a library error into one line on stderr and its exit code (``errors.EXIT_CODES``)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from contextlib import contextmanager, nullcontext, redirect_stdout
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, EdgeSQLError, UsageError
+
+DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
+                                     show_default=False)]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name or the path of a GGUF file. "
+                     "[default: EDGESQL_MODEL, else the best installed preset, else smollm2-135m]", show_default=False)]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or markdown.")]
+MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
+SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.01, show_default=False,
+                              help="Seconds a query may run before it is stopped. [default: 10]")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the output to this file instead "
+                      "of stdout (no colour).", show_default=False)]
+CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64, help="How many candidate "
+                          "queries to sample and vote on (1 = greedy). [default: preset's]", show_default=False)]
+TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0, show_default=False,
+                           help="Sampling temperature for candidates after the first. [default: preset's]")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
+                       "[default: the physical cores this process may use]", show_default=False)]
+
+
+class Output(Console):
+    """stdout for data. A closed pipe is reported like any other (rich's own handling exits with 1)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def stdout_console() -> Console:
+    return Output(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def debugging() -> bool:
+    return os.environ.get("EDGESQL_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, code: int) -> None:
+    sys.stderr.write(f"edgesql: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+def reports_errors(command):
+    """Every user error ends a command as one line on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EdgeSQLError as error:
+            if debugging():
+                raise
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", INTERRUPTED)
+        except BrokenPipeError:  # the reader of stdout went away (`edgesql ask … | head -1`): not an error to report
+            silence_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
+
+    return wrapper
+
+
+def check_format(fmt: str) -> str:
+    from edge_sql.cli.output import FORMATS
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    return fmt
+
+
+def configured(model, candidates, temperature, timeout, threads) -> tuple:
+    """The flags, with what the config file sets for those not given (see ``edgesql config show``)."""
+    from edge_sql.config import effective_settings
+
+    settings = effective_settings(model=model, candidates=candidates, temperature=temperature, timeout=timeout,
+                                  threads=threads)
+    if settings["model"].source == "EDGESQL_MODEL":  # chosen_model() reads it, and says so
+        settings["model"] = settings["model"].__class__("model", None, "EDGESQL_MODEL")
+    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "threads"))
+
+
+@contextmanager
+def writing_to(path: Path | None):
+    """stdout goes to ``path`` inside this block (when given): ``--output FILE``."""
+    if path is None:
+        yield
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8")
+    except OSError as problem:
+        raise UsageError(f"cannot write {path}: {problem.strerror}") from None
+    with handle, redirect_stdout(handle):
+        yield
+
+
+@contextmanager
+def status(message: str):
+    """A spinner on stderr while something slow runs, only when stderr is a terminal."""
+    console = stderr_console()
+    with console.status(message) if console.is_terminal else nullcontext():
+        yield
+
+
+def stdout_closed() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
+
+
+def silence_stdout() -> None:
+    """After the reader of stdout went away, point stdout at /dev/null so Python's exit flush stays quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,27 @@
+"""``edgesql config``: the config file, defaults for ask and shell that flags override."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edge_sql.cli.common import reports_errors
+
+config_app = typer.Typer(help="The config file: defaults for ask and shell that flags override.",
+                         no_args_is_help=True, rich_markup_mode=None)
+
+
+@config_app.command("show")
+@reports_errors
+def config_show() -> None:
+    """Print each setting's effective value and where it comes from (flag, environment, config file, default)."""
+    from edge_sql.config import DEFAULT_WORDS, config_path, effective_settings
+
+    path = config_path()
+    sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
+    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None, threads=None,
+                                      grammar=None, repair=None, merge=None, prune=None, hints=None).values():
+        value = DEFAULT_WORDS.get(setting.name) if setting.value is None else setting.value
+        sys.stdout.write(f"{setting.name} = {value}  ({setting.source})\n")
+
