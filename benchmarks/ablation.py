@@ -28,7 +28,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edge_sql.eval.run import Databases, evaluate_variants, load_dataset, select_examples, summarize
+from edge_sql.eval.datasets import load_dataset, select_examples
+from edge_sql.eval.report import summarize
+from edge_sql.eval.run import evaluate_variants
+from edge_sql.eval.scoring import Databases
 from edge_sql.steps.generate import Sampling
 from edge_sql.backends import load_model
 from edge_sql.pipeline import Limits

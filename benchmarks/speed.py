@@ -31,7 +31,7 @@ def child(config: dict) -> dict:
     from edge_sql.steps.generate import Sampling
     from edge_sql.backends import default_threads
     from edge_sql.backends.llama import LlamaModel
-    from edge_sql.pipeline import ask
+    from edge_sql.pipeline import Setup, ask
     from edge_sql.preset import get_preset
     from edge_sql.weights import weights_path
 
@@ -45,8 +45,8 @@ def child(config: dict) -> dict:
         for question in config["questions"]:
             clock = time.perf_counter()
             try:
-                answer = ask(question, db, model, Sampling(candidates=config["n"], seed=42,
-                                                          early_stop=config.get("early_stop", False)))
+                answer = ask(question, Setup(db, model, Sampling(candidates=config["n"], seed=42,
+                                                                early_stop=config.get("early_stop", False))))
             except NoValidCandidate as failure:
                 answer = failure.answer
             runs.append({

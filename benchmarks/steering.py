@@ -20,7 +20,7 @@ from edge_sql.errors import QueryFailed
 from edge_sql.steps.execute import execute
 from edge_sql.steps.generate import Sampling, generate
 from edge_sql.backends import load_model
-from edge_sql.pipeline import fit_prompt
+from edge_sql.pipeline import Setup, fit_prompt
 from edge_sql.steps.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def measure(model, items, steering: str, candidates: int):
     model.preset = dataclasses.replace(model.preset, prefix=steering)
     for db_path, question in items:
         with open_database(db_path) as db:
-            prompt = fit_prompt(question, db, model, 192).prompt
+            prompt = fit_prompt(question, Setup(db, model, Sampling()), 192).prompt
             generation = generate(model, prompt, Sampling(candidates=candidates, seed=42))
             good = 0
             for candidate in generation.candidates:

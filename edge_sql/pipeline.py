@@ -2,7 +2,8 @@
 
 question → schema (rendered for the model) → prompt → N candidates → verdicts → guarded execution → vote → answer.
 
-``ask`` is ``deliberate`` (everything up to the vote) then ``conclude``: ``decide`` (the vote and the answer), then
+What a question is answered with — the database, the model, sampling, limits and remedies — travels as one frozen
+:class:`Setup`. ``ask`` is ``deliberate`` (everything up to the vote) then ``conclude``: ``decide`` (the vote and the answer), then
 the second rounds the :class:`Remedies` switch on — a repair round when no candidate ran, a merge round when the vote
 is split. ``edgesql eval`` deliberates once with N candidates and concludes for each candidate count k ≤ N on the
 first k.
@@ -10,28 +11,20 @@ first k.
 
 from __future__ import annotations
 
-import re
 import time
-import unicodedata
 from dataclasses import dataclass, field, replace
 
 from edge_sql.steps.database import Database
-from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout, UsageError
+from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout
 from edge_sql.steps.execute import execute
 from edge_sql.steps.generate import Sampling, answer_budget, generate
 from edge_sql.backends import Model
 from edge_sql.steps.prompt import Prompt, build_prompt
+from edge_sql.steps.question import clean_question
 from edge_sql.remedies import Remedies
 from edge_sql.steps.schema import Schema, render_schema
 from edge_sql.steps.validate import Verdict, validate
 from edge_sql.steps.vote import Ballot, Entry, result_key, vote
-
-#: Terminal escape sequences (colours, cursor moves) pasted along with a question.
-ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-
-#: The longest question edgesql accepts, in characters.
-MAX_QUESTION = 2000
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -39,6 +32,18 @@ class Limits:
 
     max_rows: int = 100
     timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a question is answered with: the open database, the loaded model, how candidates are sampled, what a
+    query may cost, and which remedies are on."""
+
+    db: Database
+    model: Model
+    sampling: Sampling
+    limits: Limits = Limits()
+    remedies: Remedies = Remedies()
 
 
 @dataclass(frozen=True)
@@ -95,30 +100,28 @@ class View:
     cut: bool = False  # tables, columns or sample values were left out only so that the prompt would fit
 
 
-def ask(question: str, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(), *,
-        context: tuple[str, str] | None = None, remedies: Remedies = Remedies()) -> Answer:
-    """Answer ``question`` on ``db`` with ``model``; raise :class:`NoValidCandidate` when no candidate runs.
+def ask(question: str, setup: Setup, *, context: tuple[str, str] | None = None) -> Answer:
+    """Answer ``question`` with ``setup``; raise :class:`NoValidCandidate` when no candidate runs.
 
     ``context`` is the previous question and its SQL, for a follow-up question that refers to them.
     """
-    deliberation = deliberate(question, db, model, sampling, limits, context=context, remedies=remedies)
-    answer = conclude(deliberation, db, model, sampling, limits, remedies)
+    deliberation = deliberate(question, setup, context=context)
+    answer = conclude(deliberation, setup)
     if answer.ballot.winner is None:
         raise NoValidCandidate(describe_failure(answer.ballot), answer)
     return answer
 
 
-def deliberate(question: str, db: Database, model: Model, sampling: Sampling,
-               limits: Limits = Limits(), *, context: tuple[str, str] | None = None,
-               remedies: Remedies = Remedies()) -> Deliberation:
+def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None = None) -> Deliberation:
     """Prompt the model, generate ``sampling.candidates`` candidates and judge each one: everything but the vote."""
+    db, model, sampling, limits = setup.db, setup.model, setup.sampling, setup.limits
     question = clean_question(question)
     if sampling.max_tokens is None:
         sampling = replace(sampling, max_tokens=answer_budget(question))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    view = fit_prompt(question, db, model, sampling.max_tokens, context=context, remedies=remedies)
+    view = fit_prompt(question, setup, sampling.max_tokens, context=context)
     timings["prompt"] = lap(clock)
 
     clock = time.perf_counter()
@@ -143,8 +146,7 @@ def generate_for(model: Model, view: View, sampling: Sampling, on_candidate=None
     return generate(model, prompt or view.prompt, sampling, on_candidate=on_candidate, grammar=view.grammar)
 
 
-def conclude(deliberation: Deliberation, db: Database, model: Model, sampling: Sampling, limits: Limits = Limits(),
-             remedies: Remedies = Remedies(), candidates: int | None = None) -> Answer:
+def conclude(deliberation: Deliberation, setup: Setup, candidates: int | None = None) -> Answer:
     """The answer for the first ``candidates`` entries (all by default): the vote, then a repair round while no
     candidate ran (up to ``remedies.repair`` rounds), then a merge round if the vote is split and ``remedies.merge``.
 
@@ -155,29 +157,28 @@ def conclude(deliberation: Deliberation, db: Database, model: Model, sampling: S
     count = len(deliberation.entries)
     answer = decide(deliberation)
     rounds = 0
-    while answer.ballot.winner is None and rounds < remedies.repair and deliberation.view is not None:
+    while answer.ballot.winner is None and rounds < setup.remedies.repair and deliberation.view is not None:
         rounds += 1
-        deliberation = repair_round(deliberation, db, model, replace(sampling, candidates=count), limits, rounds)
+        deliberation = repair_round(deliberation, replace(setup, sampling=replace(setup.sampling, candidates=count)),
+                                    rounds)
         answer = decide(deliberation)
-    if remedies.merge and deliberation.view is not None:
-        answer = merge_round(answer, deliberation, db, model, sampling, limits)
+    if setup.remedies.merge and deliberation.view is not None:
+        answer = merge_round(answer, deliberation, setup)
     return answer
 
 
-def repair_round(deliberation: Deliberation, db: Database, model: Model, sampling: Sampling, limits: Limits,
-                 round_number: int) -> Deliberation:
+def repair_round(deliberation: Deliberation, setup: Setup, round_number: int) -> Deliberation:
     """One more round of candidates, prompted with the nearest failure: its SQL, its error, the valid names."""
     from edge_sql.steps.repair import repair_request
 
     failing = nearest_failure(deliberation.entries)
     sql = failing.candidate.sql if failing else ""
     error = failing.verdict.error if failing else "the model wrote no SQL"
-    request = repair_request(deliberation.question, sql, error or failing.verdict.kind, db.schema)
-    return second_round(deliberation, request, f"repair {round_number}", db, model, sampling, limits)
+    request = repair_request(deliberation.question, sql, error or failing.verdict.kind, setup.db.schema)
+    return second_round(deliberation, request, f"repair {round_number}", setup)
 
 
-def merge_round(answer: Answer, deliberation: Deliberation, db: Database, model: Model, sampling: Sampling,
-                limits: Limits) -> Answer:
+def merge_round(answer: Answer, deliberation: Deliberation, setup: Setup) -> Answer:
     """When no result has a majority, one greedy candidate asked to settle between the two most-voted queries; it
     becomes the answer when it runs, else the vote stands."""
     from edge_sql.steps.merge import merge_request, split_vote
@@ -187,7 +188,7 @@ def merge_round(answer: Answer, deliberation: Deliberation, db: Database, model:
         return answer
     first, second = ((e.verdict.sql, e.result.columns, e.result.rows) for e in pair)
     request = merge_request(deliberation.question, first, second)
-    merged = second_round(deliberation, request, "merge", db, model, replace(sampling, candidates=1), limits)
+    merged = second_round(deliberation, request, "merge", replace(setup, sampling=replace(setup.sampling, candidates=1)))
     entry = merged.entries[-1]
     if entry.result is None:
         return replace(answer, ballot=Ballot(answer.ballot.entries + (entry,), answer.ballot.winner),
@@ -202,9 +203,9 @@ def merge_round(answer: Answer, deliberation: Deliberation, db: Database, model:
                    timings={**answer.timings, **merged.timings}, tokens=merged.tokens)
 
 
-def second_round(deliberation: Deliberation, request: str, stage: str, db: Database, model: Model,
-                 sampling: Sampling, limits: Limits) -> Deliberation:
+def second_round(deliberation: Deliberation, request: str, stage: str, setup: Setup) -> Deliberation:
     """The deliberation with the candidates of one more round, asked ``request`` over the same schema, appended."""
+    db, model, sampling = setup.db, setup.model, setup.sampling
     view = deliberation.view
     preset = model.preset
     prompt = build_prompt(preset.protocol, view.rendered, request, db.dialect, preset.prefix)
@@ -214,7 +215,7 @@ def second_round(deliberation: Deliberation, request: str, stage: str, db: Datab
     generation = generate_for(model, view, sampling, prompt=prompt)
     step = stage.split()[0]  # "repair 2" is timed with every repair round
     timings[step] = round(timings.get(step, 0.0) + lap(clock), 4)
-    entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, db, limits, timings)]
+    entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, db, setup.limits, timings)]
     tokens = {name: deliberation.tokens.get(name, 0) + count for name, count in
               (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
     return replace(deliberation, entries=deliberation.entries + tuple(entries), timings=timings, tokens=tokens)
@@ -312,10 +313,10 @@ def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
     )
 
 
-def fit_prompt(question: str, db: Database, model: Model, max_tokens: int, *,
-               context: tuple[str, str] | None = None, remedies: Remedies = Remedies()) -> View:
+def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[str, str] | None = None) -> View:
     """What the model is shown: the first schema view that fits its context (with sample values, then without),
     its prompt, and the grammar of that schema when ``remedies.grammar``."""
+    db, model, remedies = setup.db, setup.model, setup.remedies
     preset = model.preset
     budget = model.context_length - max_tokens
     for schema, samples in attempts(schema_views(db, question, remedies)):
@@ -363,25 +364,6 @@ def schema_views(db: Database, question: str, remedies: Remedies):
     from edge_sql.steps.focus import focus_schemas
 
     yield from focus_schemas(db, question, prune=remedies.prune, hints=remedies.hints)
-
-
-def clean_question(question: str) -> str:
-    r"""The question as the model will read it: valid UTF-8, no terminal escapes, control or invisible characters,
-    not empty, not huge.
-
-    >>> clean_question("How many\x1b[1m orders\u200b?\n")
-    'How many orders?'
-    """
-    text = question.encode("utf-8", "replace").decode("utf-8")
-    text = ANSI_ESCAPE.sub("", text)
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else "" if unicodedata.category(ch) == "Cf" else ch
-                   for ch in text)
-    text = " ".join(text.split())
-    if not text:
-        raise UsageError("the question is empty; ask something about the data, e.g. \"How many orders are there?\"")
-    if len(text) > MAX_QUESTION:
-        raise UsageError(f"the question is {len(text):,} characters long; at most {MAX_QUESTION:,} are accepted")
-    return text
 
 
 #: How near a failed candidate came to an answer: the nearest one is shown to the user.

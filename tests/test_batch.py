@@ -104,3 +104,71 @@ def test_on_finish_can_stop_the_candidates_still_running(tiny, tmp_path):
     assert len(completions) == 4 and len(finished) >= 1
     assert sum(c.stopped for c in completions) == 4 - len(finished)
     assert all(not completions[i].stopped for i in finished)
+
+
+# -- a failure of llama.cpp while decoding is a ModelError, and the next call starts clean --------------------------
+
+def failing_decode(monkeypatch, module, fail_at=1, times=1, status=-3):
+    """Make ``module.llama_decode`` return ``status`` on its ``fail_at``-th call (and the ``times - 1`` after it)."""
+    real = module.llama_decode
+    calls = []
+
+    def decode(ctx, batch):
+        calls.append(len(calls) + 1)
+        if fail_at <= len(calls) < fail_at + times:
+            return status
+        return real(ctx, batch)
+
+    monkeypatch.setattr(module, "llama_decode", decode)
+    return calls
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 4], ids=["prefix", "prompt", "candidates"])
+def test_a_failed_decode_is_a_model_error_and_the_next_sample_works(tiny, tmp_path, monkeypatch, fail_at):
+    from edge_sql.backends import batch
+    from edge_sql.errors import ModelError
+
+    expected = [c.text for c in sample(LlamaModel(tiny, threads=1, cache_dir=tmp_path / "reference"),
+                                       "How many customers?")]
+    model = LlamaModel(tiny, threads=1, cache_dir=tmp_path / "cache")
+    calls = failing_decode(monkeypatch, batch.L, fail_at=fail_at)
+    with pytest.raises(ModelError) as failed:
+        sample(model, "How many customers?")
+    message = str(failed.value)
+    assert message.startswith("llama.cpp failed while") and "tiny.gguf" in message and "returned -3" in message
+    assert "\n" not in message and failed.value.exit_code == 4
+    assert len(calls) == fail_at
+    assert [c.text for c in sample(model, "How many customers?")] == expected  # the cache was not left half-done
+    assert len(calls) > fail_at
+
+
+def test_a_failed_decode_on_the_sequential_path_is_a_model_error_too(tiny, monkeypatch):
+    import llama_cpp.llama_cpp as low_level
+
+    from edge_sql.errors import ModelError
+
+    model = LlamaModel(tiny, threads=1, batched=False)
+    expected = [c.text for c in sample(model, "How many customers?", n=2)]
+    failing_decode(monkeypatch, low_level, fail_at=1)
+    with pytest.raises(ModelError, match=r"^llama.cpp failed while decoding with tiny.gguf: llama_decode returned -3"):
+        sample(model, "How many customers?", n=2)
+    assert [c.text for c in sample(model, "How many customers?", n=2)] == expected
+
+
+def test_ask_ends_with_4_and_one_line_when_llama_cpp_fails(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from conftest import EXAMPLES
+    from edge_sql.backends import batch
+    from edge_sql.cli import app
+
+    db = tmp_path / "shop.sqlite"
+    shutil.copyfile(EXAMPLES / "shop.sqlite", db)
+    failing_decode(monkeypatch, batch.L, fail_at=1, times=1000)
+    result = CliRunner().invoke(app, ["ask", "--db", str(db), "--model", str(tiny), "--threads", "1",
+                                      "--candidates", "2", "How many customers?"])
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith("edgesql: llama.cpp failed while") and "tiny.gguf" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output

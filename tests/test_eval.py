@@ -22,12 +22,14 @@ from typer.testing import CliRunner
 from conftest import ROOT
 from edge_sql.cli import app
 from edge_sql.steps.database import open_database
-from edge_sql.eval.run import evaluate, load_dataset, score, select_examples
+from edge_sql.eval.datasets import load_dataset, select_examples
+from edge_sql.eval.run import evaluate
+from edge_sql.eval.scoring import score
 from edge_sql.steps.generate import Sampling
 from edge_sql.eval.hardness import hardness, hardness_of
 from edge_sql.eval.metric import NO_ANSWER, results_match
 from edge_sql.backends import load_model
-from edge_sql.pipeline import ask, decide, deliberate
+from edge_sql.pipeline import Setup, ask, decide, deliberate
 
 CASES = ROOT / "tests" / "eval_cases"
 SPIDER = ROOT.parent / "shared" / "data" / "spider-dev"
@@ -223,10 +225,10 @@ def test_the_first_k_candidates_of_a_deliberation_are_a_k_candidate_ask(shop, fa
                  "customers", "SELECT 40", "SELECT count(*) FROM products"]
     with open_database(shop) as db:
         fake_model(*responses)
-        deliberation = deliberate("How many customers?", db, load_model("fake"), Sampling(candidates=5))
+        deliberation = deliberate("How many customers?", Setup(db, load_model("fake"), Sampling(candidates=5)))
         for k in (1, 3, 5):
             fake_model(*responses)
-            alone = ask("How many customers?", db, load_model("fake"), Sampling(candidates=k))
+            alone = ask("How many customers?", Setup(db, load_model("fake"), Sampling(candidates=k)))
             decided = decide(deliberation, k)
             assert (decided.sql, decided.votes, decided.rows) == (alone.sql, alone.votes, alone.rows)
             assert [e.verdict for e in decided.ballot.entries] == [e.verdict for e in alone.ballot.entries]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, FakeModel
+from edge_sql.errors import ModelError
 from edge_sql.steps.database import open_database
 from edge_sql.backends import load_model
 from edge_sql.cli.shell import Shell, history_path, run_loop
@@ -86,6 +87,39 @@ def test_errors_are_one_line_and_the_session_goes_on(session, fake_model):
     assert shell.handle("") == ""
     assert not shell.done
     assert shell.context is None  # a failed question is no context for the next one
+
+
+class FailingOnce(FakeModel):
+    """A fake model whose first sample fails as llama.cpp's decode does, and then answers."""
+
+    failed: bool = False
+
+    def sample(self, prompt, temperatures, **options):
+        if not self.failed:
+            self.failed = True
+            raise ModelError("llama.cpp failed while decoding with shop.gguf: llama_decode returned -3; the model "
+                             "may need more memory than is free, or its file may be damaged")
+        return super().sample(prompt, temperatures, **options)
+
+
+def test_a_model_failure_is_one_line_and_the_next_question_is_answered(session, tmp_path, monkeypatch):
+    shell = session(FailingOnce(["SELECT count(*) FROM customers"]), candidates=1)
+    lines = iter(["How many customers?", "How many customers?"])
+
+    def typed(prompt):
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", typed)
+    written = []
+    run_loop(shell, write=written.append, prompt="", history=tmp_path / "history")
+    failed, answered = written[0], written[1]
+    assert failed == ("error: llama.cpp failed while decoding with shop.gguf: llama_decode returned -3; the model "
+                      "may need more memory than is free, or its file may be damaged\n")
+    assert "SELECT COUNT(*) FROM customers" in answered and "40" in answered
+    assert not shell.done and shell.context == ("How many customers?", "SELECT COUNT(*) FROM customers")
 
 
 def test_schema_model_help_and_quit(session, fake_model):

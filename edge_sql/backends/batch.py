@@ -29,6 +29,8 @@ import numpy as np
 
 import llama_cpp as L
 
+from edge_sql.errors import ModelError
+
 
 #: Sampler settings for temperature > 0 (the same for every candidate; only the seed differs).
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
@@ -56,8 +58,10 @@ class Sequence:
 class BatchDecoder:
     """A llama.cpp context that holds up to ``max_sequences`` sequences sharing one prompt."""
 
-    def __init__(self, model, *, context: int, threads: int, max_sequences: int = 16, n_batch: int = 512):
+    def __init__(self, model, *, context: int, threads: int, max_sequences: int = 16, n_batch: int = 512,
+                 name: str = "the model"):
         self.model = model  # a llama_model pointer (kept alive by its owner)
+        self.name = name  # the model file, for error messages
         self.vocab = L.llama_model_get_vocab(model)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
         params = L.llama_context_default_params()
@@ -114,7 +118,15 @@ class BatchDecoder:
             common = 0
         self.cached = list(tokens[:common])
         started = time.perf_counter()
-        self.decode_prompt(tokens[common:], start=common)
+        try:
+            self.decode_prompt(tokens[common:], start=common)
+        except ContextFull:
+            self.forget()
+            raise ModelError(f"llama.cpp failed while evaluating the prompt with {self.name}: no room in its "
+                             f"{self.context}-token context for a prompt of {len(tokens)} tokens") from None
+        except Exception:
+            self.forget()
+            raise
         self.prompt_seconds += time.perf_counter() - started
         self.cached = list(tokens)
         self.evaluated += len(tokens) - common
@@ -140,11 +152,23 @@ class BatchDecoder:
             batch.logits[i] = logits
 
     def decode(self) -> None:
-        status = L.llama_decode(self.ctx, self.batch)
+        """Decode the filled batch: :class:`ContextFull` when the KV cache has no room, else a :class:`ModelError`
+        for any failure (the caller forgets the cache: what it holds is no longer known)."""
+        try:
+            status = L.llama_decode(self.ctx, self.batch)
+        except (OSError, RuntimeError, ValueError) as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ModelError(f"llama.cpp failed while decoding with {self.name}: {reason}") from None
         if status == 1:
             raise ContextFull()
         if status != 0:
-            raise RuntimeError(f"llama_decode failed with status {status}")
+            raise ModelError(f"llama.cpp failed while decoding with {self.name}: llama_decode returned {status}; "
+                             "the model may need more memory than is free, or its file may be damaged")
+
+    def forget(self) -> None:
+        """Empty the KV cache after a failure, so that the next call starts clean."""
+        L.llama_memory_clear(self.memory, True)
+        self.cached = []
 
     # -- prefix state on disk -----------------------------------------------------------------------------------------
 
@@ -223,6 +247,9 @@ class BatchDecoder:
                 finally:
                     self.decode_seconds += time.perf_counter() - started
                 position += 1
+        except Exception:
+            self.forget()  # a failed step leaves the cache in a state not worth keeping
+            raise
         finally:
             for sequence in sequences:
                 L.llama_sampler_free(sequence.chain)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from edge_sql.backends.door import Completion, Cost
-from edge_sql.errors import ModelError
+from edge_sql.errors import GrammarError, ModelError
 from edge_sql.paths import cache_home
 from edge_sql.preset import GENERIC, Preset, get_preset
 from edge_sql.weights import weights_path
@@ -100,9 +100,13 @@ class LlamaModel:
             return completions
         decoder = self.decoder()
         decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds = 0, 0.0, 0.0
-        tokens = self.tokenize(prompt)
-        if cache_prefix and self._store is not None:
-            self.restore_prefix(decoder, tokens, cache_prefix)
+        try:
+            tokens = self.tokenize(prompt)
+            if cache_prefix and self._store is not None:
+                self.restore_prefix(decoder, tokens, cache_prefix)
+        except (RuntimeError, ValueError, OSError) as error:  # the decoder's own failures are ModelErrors already
+            decoder.forget()
+            raise self.failure("evaluating the prompt", error) from None
         completions = []
         for start in range(0, len(temperatures), decoder.max_sequences):
             chunk = list(temperatures[start: start + decoder.max_sequences])
@@ -129,7 +133,8 @@ class LlamaModel:
             from edge_sql.backends.batch import BatchDecoder
 
             try:
-                self._decoder = BatchDecoder(self._llama.model, context=self.context_length, threads=self.threads)
+                self._decoder = BatchDecoder(self._llama.model, context=self.context_length, threads=self.threads,
+                                             name=self.path.name)
             except RuntimeError as error:
                 raise ModelError(f"cannot run {self.path.name}: {error}") from None
         return self._decoder
@@ -144,13 +149,26 @@ class LlamaModel:
         ``grammar.check_grammar`` (llama-cpp-python does not check that it compiled)."""
         from llama_cpp import LlamaGrammar, LogitsProcessorList
 
+        try:
+            compiled = LlamaGrammar.from_string(grammar) if grammar else None
+        except (ValueError, RuntimeError) as error:
+            raise GrammarError(f"llama.cpp does not accept the grammar: {error}") from None
         recorder = LogprobRecorder()
-        result = self._llama.create_completion(
-            prompt, max_tokens=max_tokens, temperature=temperature, top_k=40, top_p=0.95, min_p=0.05,
-            repeat_penalty=1.0, seed=seed, stop=list(stop), logits_processor=LogitsProcessorList([recorder]),
-            grammar=LlamaGrammar.from_string(grammar) if grammar else None,
-        )
+        try:
+            result = self._llama.create_completion(
+                prompt, max_tokens=max_tokens, temperature=temperature, top_k=40, top_p=0.95, min_p=0.05,
+                repeat_penalty=1.0, seed=seed, stop=list(stop), logits_processor=LogitsProcessorList([recorder]),
+                grammar=compiled,
+            )
+        except (RuntimeError, ValueError, OSError) as error:
+            self._llama.reset()  # forget the tokens it holds: the next completion evaluates its prompt afresh
+            raise self.failure("decoding", error) from None
         return Completion(result["choices"][0]["text"], recorder.total, result["usage"]["completion_tokens"])
+
+    def failure(self, what: str, error: Exception) -> ModelError:
+        """One line for a failure of llama.cpp while ``what``, naming the model file."""
+        reason = " ".join(str(error).split()) or type(error).__name__
+        return ModelError(f"llama.cpp failed while {what} with {self.path.name}: {reason}")
 
 
 def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:

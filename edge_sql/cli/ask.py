@@ -48,7 +48,8 @@ def ask(
     from edge_sql.steps.generate import Sampling
     from edge_sql.backends import load_model
     from edge_sql.cli.output import answer_to_dict, print_answer, print_ballot, print_json
-    from edge_sql.pipeline import Limits, ask as ask_question, clean_question
+    from edge_sql.pipeline import Limits, Setup, ask as ask_question
+    from edge_sql.steps.question import clean_question
 
     check_format(fmt)
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
@@ -67,8 +68,8 @@ def ask(
         console = stdout_console()
         try:
             with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
-                answer = ask_question(question, database, loaded, sampling, Limits(max_rows=max_rows, timeout=timeout),
-                                      remedies=remedies)
+                limits = Limits(max_rows=max_rows, timeout=timeout)
+                answer = ask_question(question, Setup(database, loaded, sampling, limits, remedies))
         except NoValidCandidate as failure:
             if failure.answer is not None:
                 say_if_cut(failure.answer)
@@ -128,7 +129,7 @@ def schema(
         shown = database.schema
         if question is not None:
             from edge_sql.steps.focus import focus_schema, pruning_note
-            from edge_sql.pipeline import clean_question
+            from edge_sql.steps.question import clean_question
 
             remedies = chosen_remedies(None, None, None, None, prune, hints)
             question = clean_question(question)

@@ -65,7 +65,9 @@ def eval_command(
     hints: HintsOpt = None,
 ) -> None:
     """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
-    from edge_sql.eval.run import evaluate, load_dataset, report_to_dict, select_examples, write_predictions
+    from edge_sql.eval.datasets import load_dataset, select_examples
+    from edge_sql.eval.report import report_to_dict, write_predictions
+    from edge_sql.eval.run import evaluate
     from edge_sql.steps.generate import Sampling
     from edge_sql.backends import load_model
     from edge_sql.pipeline import Limits

@@ -88,7 +88,8 @@ class Shell:
         from edge_sql.errors import NoValidCandidate
         from edge_sql.steps.generate import Sampling
         from edge_sql.cli.output import answer_to_dict, print_answer, print_json
-        from edge_sql.pipeline import Limits, ask, clean_question
+        from edge_sql.pipeline import Limits, Setup, ask
+        from edge_sql.steps.question import clean_question
 
         question = clean_question(question)
         preset = self.model.preset
@@ -99,7 +100,7 @@ class Shell:
         )
         limits = Limits(max_rows=self.max_rows, timeout=self.timeout)
         try:
-            answer = ask(question, self.db, self.model, sampling, limits, context=self.context, remedies=self.remedies)
+            answer = ask(question, Setup(self.db, self.model, sampling, limits, self.remedies), context=self.context)
         except NoValidCandidate as failure:
             if self.fmt == "json" and failure.answer is not None:
                 return self.render(lambda console: print_json(answer_to_dict(failure.answer, error=str(failure))))
