@@ -79,7 +79,7 @@ def convert(source: str, *, lora: str | Path | None = None, quant: str = "q4_k_m
     tag or commit). ``quant`` may be ``none`` to keep the full-precision file. ``progress`` (a callable taking one
     line) hears each step as it starts."""
     from convert.errors import require_extra
-    from edge_sql.steps.prompt import get_protocol
+    from edge_sql.protocols import get_protocol
 
     say = progress or (lambda message: None)
     if quant != "none" and quant not in QUANTS:

@@ -23,7 +23,8 @@ from edge_sql.steps.prompt import Prompt, build_prompt
 from edge_sql.steps.question import clean_question
 from edge_sql.remedies import Remedies
 from edge_sql.steps.schema import Schema, render_schema
-from edge_sql.steps.validate import Verdict, validate
+from edge_sql.steps.validate import (EXECUTION_ERROR, PARSE_ERROR, REFUSED, STOPPED, TIMEOUT, UNKNOWN_COLUMN,
+                                     UNKNOWN_TABLE, Verdict, validate)
 from edge_sql.steps.vote import Ballot, Entry, result_key, vote
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ def repair_round(deliberation: Deliberation, setup: Setup, round_number: int) ->
     failing = nearest_failure(deliberation.entries)
     sql = failing.candidate.sql if failing else ""
     error = failing.verdict.error if failing else "the model wrote no SQL"
-    request = repair_request(deliberation.question, sql, error or failing.verdict.kind, setup.db.schema)
+    request = repair_request(deliberation.question, sql, error or failing.verdict.kind, setup.db.schema,
+                             kind=failing.verdict.kind if failing else None,
+                             name=failing.verdict.name if failing else None)
     return second_round(deliberation, request, f"repair {round_number}", setup)
 
 
@@ -223,7 +226,7 @@ def second_round(deliberation: Deliberation, request: str, stage: str, setup: Se
 
 def nearest_failure(entries) -> Entry | None:
     """The failed candidate that came nearest to an answer (it ran but failed, before wrong names, before bad SQL)."""
-    failed = [e for e in entries if e.result is None and e.verdict.kind != "stopped"]
+    failed = [e for e in entries if e.result is None and e.verdict.kind != STOPPED]
     return max(failed, key=lambda e: (CLOSENESS.get(e.verdict.kind, 0), e.confidence), default=None)
 
 
@@ -243,9 +246,9 @@ def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str
             try:
                 result = execute(db, verdict.sql, max_rows=limits.max_rows, timeout=limits.timeout)
             except QueryTimeout as error:
-                verdict = verdict.failed("timeout", str(error))
+                verdict = verdict.failed(TIMEOUT, str(error))
             except QueryFailed as error:
-                verdict = verdict.failed("execution_error", str(error))
+                verdict = verdict.failed(EXECUTION_ERROR, str(error))
             execute_seconds += lap(clock)
         entries.append(Entry(candidate, verdict, result))
     if timings is not None:
@@ -277,7 +280,7 @@ class EarlyStop:
         entries = []
         for index, candidate in enumerate(candidates):
             if candidate.stopped:
-                entries.append(Entry(candidate, Verdict("stopped", "stopped early: a majority had already agreed")))
+                entries.append(Entry(candidate, Verdict(STOPPED, "stopped early: a majority had already agreed")))
             elif index in self.judged:
                 entries.append(replace(self.judged[index], candidate=candidate))
             else:
@@ -367,7 +370,7 @@ def schema_views(db: Database, question: str, remedies: Remedies):
 
 
 #: How near a failed candidate came to an answer: the nearest one is shown to the user.
-CLOSENESS = {"timeout": 6, "execution_error": 5, "unknown_column": 4, "unknown_table": 3, "parse_error": 2, "refused": 1}
+CLOSENESS = {TIMEOUT: 6, EXECUTION_ERROR: 5, UNKNOWN_COLUMN: 4, UNKNOWN_TABLE: 3, PARSE_ERROR: 2, REFUSED: 1}
 
 
 def describe_failure(ballot: Ballot) -> str:

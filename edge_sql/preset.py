@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any, Callable
 
 from edge_sql.errors import ModelError
+from edge_sql.protocols import PROTOCOLS, STYLES
 
 DEFAULT_PRESET = "smollm2-135m"
 KINDS = ("gguf", "convert", "package")
@@ -100,14 +101,10 @@ def at_least(minimum: float) -> Callable[[Any], str | None]:
 
 
 def protocols() -> tuple[str, ...]:
-    from edge_sql.steps.prompt import PROTOCOLS
-
     return tuple(PROTOCOLS)
 
 
 def schema_styles() -> tuple[str, ...]:
-    from edge_sql.steps.schema import STYLES
-
     return tuple(STYLES)
 
 
@@ -136,7 +133,7 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "note": Key(str, False, "how they were checked, or what could not be"),
     },
     "prompt": {
-        "protocol": Key(str, True, "the prompt protocol (edge_sql/prompt.py)", one_of(protocols)),
+        "protocol": Key(str, True, "the prompt protocol (edge_sql/protocols.py)", one_of(protocols)),
         "schema": Key(str, True, "how the schema is rendered: ddl or strict", one_of(schema_styles)),
         "prefix": Key(str, False, "the start of the model's answer, written for it"),
     },

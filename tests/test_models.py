@@ -20,7 +20,8 @@ from edge_sql.cli import app
 from edge_sql.errors import ModelError
 from edge_sql.preset import (DEFAULT_PRESET, GENERIC, KINDS, check_preset, get_preset, load_presets, parse_preset, preset_files)
 from edge_sql.weights import choose_model
-from edge_sql.steps.prompt import PROTOCOLS, build_prompt, template_speaks
+from edge_sql.protocols import PROTOCOLS, template_speaks
+from edge_sql.steps.prompt import build_prompt
 from edge_sql.steps.schema import Column, ForeignKey, Schema, Table, render_schema
 from fixtures.hub_server import isolate
 from fixtures.tiny_gguf import write_tiny_gguf

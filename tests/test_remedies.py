@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 from edge_sql.cli import app
 from edge_sql.cli.options import chosen_remedies
 from edge_sql.remedies import Remedies
+from edge_sql.steps.database import open_database
+from edge_sql.steps.repair import repair_request
+from edge_sql.steps.validate import UNKNOWN_COLUMN, UNKNOWN_TABLE, validate
 
 runner = CliRunner()
 
@@ -78,6 +81,34 @@ def test_a_question_some_candidate_answers_needs_no_repair(shop, fake_model):
     model = fake_model("SELECT colour FROM products", "SELECT count(*) FROM products")
     assert ask(shop, "How many products?", "-n", "2", "--repair").exit_code == 0
     assert len(model.calls) == 1
+
+
+@pytest.mark.parametrize("sql, kind, name, error", [
+    ("SELECT colour FROM products", UNKNOWN_COLUMN, "colour", "no such column: colour"),
+    ("SELECT name FROM products WHERE Colour = 'red'", UNKNOWN_COLUMN, "colour", "no such column: colour"),
+    ("SELECT order_id FROM customers", UNKNOWN_COLUMN, "order_id", "no such column: order_id"),
+    ("SELECT count(*) FROM clients", UNKNOWN_TABLE, "clients", "no such table: clients"),
+    ('SELECT * FROM "order items"', UNKNOWN_TABLE, "order items", "no such table: order items"),
+    # sqlglot's other complaints name no column: the request repeats the error as it is
+    ("SELECT p.colour FROM products AS p", UNKNOWN_COLUMN, None, "Unknown column: colour"),
+], ids=["column", "column-in-where", "column-of-another-table", "table", "table-with-a-space", "qualified-column"])
+def test_a_verdict_names_the_missing_table_or_column_and_the_repair_request_says_it(shop, sql, kind, name, error):
+    with open_database(shop) as db:
+        verdict = validate(sql, db.schema)
+        assert (verdict.kind, verdict.name) == (kind, name)
+        request = repair_request("Q?", sql, verdict.error, db.schema, kind=verdict.kind, name=verdict.name)
+    lines = request.splitlines()
+    assert lines[2] == f"Error: {error}"
+    if kind == UNKNOWN_COLUMN and name:  # the tables that have the column are offered
+        tables = [t.split("(")[0] for t in lines[3].removeprefix("Valid names: ").split("; ")]
+        assert tables == [t.name for t in db.schema.tables
+                          if t.name in sql.split() or any(c.name == name for c in t.columns)]
+
+
+def test_a_repair_round_names_the_table_that_does_not_exist(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM clients", "SELECT count(*) FROM customers")
+    assert ask(shop, "How many clients?", "-n", "1", "--repair").exit_code == 0
+    assert user_turn(model.calls[1]["prompt"]).splitlines()[2] == "Error: no such table: clients"
 
 
 # -- merge --------------------------------------------------------------------------------------------------------------

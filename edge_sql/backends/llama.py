@@ -182,7 +182,7 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     """
     from dataclasses import replace
 
-    from edge_sql.steps.prompt import PROTOCOLS
+    from edge_sql.protocols import PROTOCOLS
 
     protocol = metadata.get("edgesql.protocol", "")
     if protocol not in PROTOCOLS:

@@ -46,7 +46,6 @@ def ask(
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.steps.database import open_database
     from edge_sql.steps.generate import Sampling
-    from edge_sql.backends import load_model
     from edge_sql.cli.output import answer_to_dict, print_answer, print_ballot, print_json
     from edge_sql.pipeline import Limits, Setup, ask as ask_question
     from edge_sql.steps.question import clean_question
@@ -56,9 +55,7 @@ def ask(
     model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     question = clean_question(question)
     with open_database(db) as database:
-        model = chosen_model(model)
-        with status("Loading the model…"):
-            loaded = load_model(model, threads=threads)
+        loaded = load_chosen(model, threads)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
             temperature=loaded.preset.temperature if temperature is None else temperature,
@@ -102,6 +99,15 @@ def ask(
                 from edge_sql.cli.output import print_explanation
 
                 print_explanation(console if fmt == "table" else stderr_console(), explanation)
+
+
+def load_chosen(model: str | None, threads: int | None):
+    """The model that --model, EDGESQL_MODEL or the installed presets choose (saying which), loaded."""
+    from edge_sql.backends import load_model
+
+    name = chosen_model(model)
+    with status("Loading the model…"):
+        return load_model(name, threads=threads)
 
 
 def say_if_cut(answer) -> None:
@@ -189,9 +195,7 @@ def shell(
     model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     interactive = sys.stdin.isatty()
     with open_database(db) as database:
-        model = chosen_model(model)
-        with status("Loading the model…"):
-            loaded = load_model(model, threads=threads)
+        loaded = load_chosen(model, threads)
 
         def load(name: str):
             with status(f"Loading {name}…"):

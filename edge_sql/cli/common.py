@@ -121,6 +121,20 @@ def status(message: str):
         yield
 
 
+def human_size(size: int) -> str:
+    """Bytes as people read them.
+
+    >>> human_size(98_362_432), human_size(1_120_000_000), human_size(0)
+    ('98 MB', '1.1 GB', '-')
+    """
+    if size <= 0:
+        return "-"
+    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}" if size < 10 * scale else f"{size / scale:.0f} {unit}"
+    return f"{size} B"
+
+
 def stdout_closed() -> bool:
     try:
         sys.stdout.flush()

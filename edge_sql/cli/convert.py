@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import stderr_console, stdout_console
+from edge_sql.cli.common import human_size, stderr_console, stdout_console
 from edge_sql.errors import ModelError
 
 INSTALL = 'pip install torch==2.13.0 && pip install -e ".[convert]"'
@@ -61,7 +61,6 @@ def print_report(result, console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from edge_sql.cli.models import human_size
     from edge_sql.backends.gguf_info import human_count
 
     rows = [

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from edge_sql.cli.common import reports_errors, stderr_console, stdout_console
+from edge_sql.cli.common import human_size, reports_errors, stderr_console, stdout_console
 from edge_sql.errors import UsageError
 
 models_app = typer.Typer(
@@ -53,20 +53,6 @@ def require_preset(name: str):
 def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
-
-
-def human_size(size: int) -> str:
-    """Bytes as people read them.
-
-    >>> human_size(98_362_432), human_size(1_120_000_000), human_size(0)
-    ('98 MB', '1.1 GB', '-')
-    """
-    if size <= 0:
-        return "-"
-    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}" if size < 10 * scale else f"{size / scale:.0f} {unit}"
-    return f"{size} B"
 
 
 def describe_preset(preset, default: str) -> dict:
@@ -199,7 +185,7 @@ def info(
     from edge_sql.backends.gguf_info import human_count, read_info
     from edge_sql.preset import GENERIC, get_preset
     from edge_sql.weights import weights_path
-    from edge_sql.steps.prompt import get_protocol, template_speaks
+    from edge_sql.protocols import get_protocol, template_speaks
 
     check_format(fmt)
     preset = get_preset(name_or_path)

@@ -34,10 +34,12 @@ from edge_sql.eval.scoring import Databases, is_right, run_gold
 from edge_sql.pipeline import Limits, Setup, conclude, deliberate
 from edge_sql.remedies import Remedies
 from edge_sql.steps.generate import Sampling
+from edge_sql.steps.validate import (EMPTY, EXECUTION_ERROR, PARSE_ERROR, REFUSED, TIMEOUT, UNKNOWN_COLUMN,
+                                     UNKNOWN_TABLE)
 
 #: Verdicts of a candidate that did not pass validation, and of one that passed but failed to run.
-INVALID = frozenset({"empty", "parse_error", "refused", "unknown_table", "unknown_column"})
-FAILED = frozenset({"execution_error", "timeout"})
+INVALID = frozenset({EMPTY, PARSE_ERROR, REFUSED, UNKNOWN_TABLE, UNKNOWN_COLUMN})
+FAILED = frozenset({EXECUTION_ERROR, TIMEOUT})
 
 
 def evaluate_example(example: Example, layout: str, metric: str, model: Model, sampling: Sampling,

@@ -54,11 +54,11 @@ def split_vote(ballot: Ballot) -> tuple[Entry, Entry] | None:
     None when the vote is clear (or there is only one result).
 
     >>> from edge_sql.steps.generate import Candidate
-    >>> from edge_sql.steps.validate import Verdict
+    >>> from edge_sql.steps.validate import VALID, Verdict
     >>> from edge_sql.steps.execute import Result
     >>> from edge_sql.steps.vote import vote
     >>> def entry(sql, n):
-    ...     return Entry(Candidate(sql, sql), Verdict("valid", sql=sql), Result(("n",), ((n,),)))
+    ...     return Entry(Candidate(sql, sql), Verdict(VALID, sql=sql), Result(("n",), ((n,),)))
     >>> pair = split_vote(vote([entry("SELECT 1", 1), entry("SELECT 2", 2), entry("SELECT 1 + 0", 1),
     ...                         entry("SELECT 3", 3), entry("SELECT 2 + 0", 2)]))
     >>> [e.verdict.sql for e in pair]

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_sql.protocols import STYLES
+
 #: Sample values per text column, and the longest sample shown.
 SAMPLES_PER_COLUMN = 3
 SAMPLE_LENGTH = 40
-STYLES = ("ddl", "strict")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Judge each candidate before it runs: one read-only query, over tables and columns that exist.
 
-A :class:`Verdict` says what became of a candidate. ``validate`` gives ``valid``, ``empty``, ``parse_error``,
-``refused`` (the guard's statement check), ``unknown_table`` or ``unknown_column``; running it later may add
-``execution_error`` or ``timeout``. A valid verdict carries the SQL to run: the checked syntax tree written in the
-engine's dialect (transpiled when the model wrote another dialect), so what runs is exactly what was checked.
+A :class:`Verdict` says what became of a candidate; its kind is one of the :data:`KINDS` named below. ``validate``
+gives ``valid``, ``empty``, ``parse_error``, ``refused`` (the guard's statement check), ``unknown_table`` or
+``unknown_column``; running it later may add ``execution_error`` or ``timeout``, and a candidate cut short by an
+early stop is ``stopped``. A valid verdict carries the SQL to run: the checked syntax tree written in the engine's
+dialect (transpiled when the model wrote another dialect), so what runs is exactly what was checked. A verdict for an
+unknown table, or a column sqlglot could not resolve, names it:
 
 >>> from edge_sql.steps.schema import Column, Schema, Table
 >>> shop = Schema("sqlite", (Table("products", (Column("name", "TEXT"), Column("price", "REAL"))),))
@@ -11,8 +13,10 @@ engine's dialect (transpiled when the model wrote another dialect), so what runs
 'valid'
 >>> validate("SELECT colour FROM products", shop).error
 "Column 'colour' could not be resolved. Line: 1, Col: 13"
->>> validate("SELECT name FROM customers", shop).kind
-'unknown_table'
+>>> validate("SELECT colour FROM products", shop).name
+'colour'
+>>> validate("SELECT name FROM customers", shop).kind, validate("SELECT name FROM customers", shop).name
+('unknown_table', 'customers')
 >>> validate('SELECT price FROM products WHERE name = "Kettle"', shop).sql
 "SELECT price FROM products WHERE name = 'Kettle'"
 """
@@ -24,6 +28,8 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.qualify_columns import validate_qualify_columns
+from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.schema import MappingSchema
 
 from edge_sql.steps import guard
@@ -33,7 +39,17 @@ from edge_sql.steps.schema import Schema
 #: Dialects tried, in order, when a candidate does not parse in the engine's own (small models write MySQL-isms).
 OTHER_DIALECTS = ("sqlite", "duckdb", "mysql", "postgres")
 
+#: The kinds of verdict. Their values appear in JSON output and reports: they must not change.
 VALID = "valid"
+EMPTY = "empty"
+PARSE_ERROR = "parse_error"
+REFUSED = "refused"
+UNKNOWN_TABLE = "unknown_table"
+UNKNOWN_COLUMN = "unknown_column"
+EXECUTION_ERROR = "execution_error"
+TIMEOUT = "timeout"
+STOPPED = "stopped"
+KINDS = (VALID, EMPTY, PARSE_ERROR, REFUSED, UNKNOWN_TABLE, UNKNOWN_COLUMN, EXECUTION_ERROR, TIMEOUT, STOPPED)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class Verdict:
     error: str | None = None
     sql: str | None = None  # the SQL to run, for a valid candidate
     ordered: bool = False  # the query's result order is part of its answer (a top-level ORDER BY)
+    name: str | None = None  # the table (unknown_table) or column (unknown_column) that does not exist, when known
 
     @property
     def ok(self) -> bool:
@@ -55,21 +72,22 @@ class Verdict:
 def validate(sql: str, schema: Schema) -> Verdict:
     dialect = schema.engine
     if not sql.strip():
-        return Verdict("empty", "the model produced no SQL")
+        return Verdict(EMPTY, "the model produced no SQL")
     try:
         tree = parse_checked(sql, dialect)
     except QueryRefused as refusal:
-        kind = "parse_error" if refusal.rule == "parse" else "refused"
+        kind = PARSE_ERROR if refusal.rule == "parse" else REFUSED
         return Verdict(kind, str(refusal))
     if dialect == "sqlite":
         tree = unquote_strings(tree, schema)
     missing = unknown_tables(tree, schema)
     if missing:
         known = ", ".join(t.name for t in schema.tables)
-        return Verdict("unknown_table", f"no such table: {missing} (tables: {known})")
+        return Verdict(UNKNOWN_TABLE, f"no such table: {missing} (tables: {known})", name=missing)
     problem = unknown_column(tree, schema)
     if problem:
-        return Verdict("unknown_column", problem)
+        error, column = problem
+        return Verdict(UNKNOWN_COLUMN, error, name=column)
     return Verdict(VALID, sql=tree.sql(dialect=dialect), ordered=is_ordered(tree))
 
 
@@ -116,17 +134,38 @@ def unknown_tables(tree: exp.Expression, schema: Schema) -> str | None:
     return None
 
 
-def unknown_column(tree: exp.Expression, schema: Schema) -> str | None:
-    """sqlglot's qualifier resolves every column against the schema; its complaint, if any."""
+def unknown_column(tree: exp.Expression, schema: Schema) -> tuple[str, str | None] | None:
+    """sqlglot's qualifier resolves every column against the schema; its complaint, if any, with the column it could
+    not resolve (None for its other complaints: an ambiguous column, an unknown qualified column, a bad join).
+
+    The qualifier runs without its final check, which then runs on the qualified tree: sqlglot's error is what it
+    always was, and the column it names is read from the same tree, not from the error's text.
+    """
     if any("." in t.name for t in schema.tables):
         return None  # tables outside the main schema: leave columns to the engine
     try:
-        qualify(tree.copy(), schema=MappingSchema(schema.mapping(), dialect=schema.engine), dialect=schema.engine,
-                validate_qualify_columns=True, quote_identifiers=False)
+        qualified = qualify(tree.copy(), schema=MappingSchema(schema.mapping(), dialect=schema.engine),
+                            dialect=schema.engine, validate_qualify_columns=False, quote_identifiers=False)
     except OptimizeError as error:
-        return str(error)
+        return str(error), None
     except Exception:  # the qualifier cannot follow this query; the engine will judge its columns
         return None
+    try:
+        validate_qualify_columns(qualified)
+    except OptimizeError as error:
+        return str(error), unresolved_column(qualified)
+    except Exception:  # as above
+        return None
+    return None
+
+
+def unresolved_column(qualified: exp.Expression) -> str | None:
+    """The column sqlglot's ``validate_qualify_columns`` reports as "could not be resolved": the first column of a
+    SELECT's scope (in sqlglot's scope order) that no source of that scope provides; None when there is none."""
+    for scope in traverse_scope(qualified):
+        if (isinstance(scope.expression, exp.Select) and scope.external_columns and not scope.is_correlated_subquery
+                and not scope.pivots):
+            return scope.external_columns[0].name
     return None
 
 

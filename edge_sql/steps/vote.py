@@ -6,10 +6,10 @@ the group whose best candidate the model was most confident in (mean log-probabi
 group seen first. Invalid or failing candidates cast no vote.
 
 >>> from edge_sql.steps.generate import Candidate
->>> from edge_sql.steps.validate import Verdict
+>>> from edge_sql.steps.validate import VALID, Verdict
 >>> from edge_sql.steps.execute import Result
 >>> def entry(sql, rows):
-...     return Entry(Candidate(sql, sql), Verdict("valid", sql=sql), Result(("n",), rows))
+...     return Entry(Candidate(sql, sql), Verdict(VALID, sql=sql), Result(("n",), rows))
 >>> ballot = vote([entry("SELECT 2", ((2,),)), entry("SELECT 1+1", ((2.0,),)), entry("SELECT 3", ((3,),))])
 >>> ballot.winner.candidate.sql, ballot.winner.votes
 ('SELECT 2', 2)
