@@ -18,6 +18,7 @@ from edge_sql.steps.database import Database
 from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout
 from edge_sql.steps.execute import execute
 from edge_sql.steps.generate import Sampling, answer_budget, generate
+from edge_sql.steps.hints import render_hints, value_hints
 from edge_sql.backends import Model
 from edge_sql.steps.prompt import Prompt, build_prompt
 from edge_sql.steps.question import clean_question
@@ -99,6 +100,7 @@ class View:
     context: tuple[str, str] | None = None
     note: str = ""  # what was left out of the schema, and why
     cut: bool = False  # tables, columns or sample values were left out only so that the prompt would fit
+    hints: str = ""  # the stored values the question points at, shown after it
 
 
 def ask(question: str, setup: Setup, *, context: tuple[str, str] | None = None) -> Answer:
@@ -322,9 +324,12 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
     db, model, remedies = setup.db, setup.model, setup.remedies
     preset = model.preset
     budget = model.context_length - max_tokens
+    found = value_hints(db.schema, db, question) if remedies.hints else ()
     for schema, samples in attempts(schema_views(db, question, remedies)):
         rendered = render_schema(schema, preset.schema_style, samples=samples)
-        prompt = build_prompt(preset.protocol, rendered, question, db.dialect, preset.prefix, context=context)
+        hints = render_hints(found, schema)
+        asked = f"{question}\n{hints}" if hints else question
+        prompt = build_prompt(preset.protocol, rendered, asked, db.dialect, preset.prefix, context=context)
         needed = model.count_tokens(prompt.text)
         if needed <= budget:
             grammar = None
@@ -336,7 +341,7 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
 
             note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
             cut = not samples or (remedies.prune == "auto" and size_of(schema) != size_of(db.schema))
-            return View(schema, rendered, prompt, grammar, context, note, cut)
+            return View(schema, rendered, prompt, grammar, context, note, cut, hints)
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
@@ -362,11 +367,10 @@ def attempts(views):
 
 def schema_views(db: Database, question: str, remedies: Remedies):
     """The schemas to show the model, best first: the whole schema (pruned to the question's tables when
-    ``prune="always"``), then ever smaller prunings when ``prune="auto"`` and it does not fit; value hints in each
-    when ``remedies.hints``."""
+    ``prune="always"``), then ever smaller prunings when ``prune="auto"`` and it does not fit."""
     from edge_sql.steps.focus import focus_schemas
 
-    yield from focus_schemas(db, question, prune=remedies.prune, hints=remedies.hints)
+    yield from focus_schemas(db, question, prune=remedies.prune)
 
 
 #: How near a failed candidate came to an answer: the nearest one is shown to the user.

@@ -136,12 +136,12 @@ def test_focus_modes(shop):
 
     with open_database(shop) as db:
         question = "How many customers are from Germany?"
-        assert focus_schema(db, question, prune="never", hints=False) == db.schema
-        assert focus_schema(db, question, prune="auto", hints=False) == db.schema
-        pruned = focus_schema(db, question, prune="always", hints=False)
+        assert focus_schema(db, question, prune="never") == db.schema
+        assert focus_schema(db, question, prune="auto") == db.schema
+        pruned = focus_schema(db, question, prune="always")
         assert "customers" in names(pruned) and "products" not in names(pruned)
-        assert len(list(focus_schemas(db, question, prune="always", hints=False))) == 1
-        assert list(focus_schemas(db, question, prune="auto", hints=False))[0] == db.schema
+        assert len(list(focus_schemas(db, question, prune="always"))) == 1
+        assert list(focus_schemas(db, question, prune="auto"))[0] == db.schema
 
 
 @pytest.mark.spider

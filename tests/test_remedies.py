@@ -246,7 +246,18 @@ def test_hints_put_the_stored_value_the_question_names_in_front_of_the_model(sho
     assert ask(shop, "How many customers live in Germany?", "--hints", "-n", "1").exit_code == 0
     plain, hinted = (call["prompt"] for call in model.calls)
     assert "'Germany'" not in plain
-    assert "'Germany'" in hinted
+    assert "How many customers live in Germany?\nValues in the database: customers.country 'Germany'" in hinted
+
+
+def test_every_question_on_a_database_shares_the_schema_part_of_its_prompt(shop, fake_model):
+    """Hints follow the question, so the schema part (the prompt's cache prefix) is the same for every question: its
+    state is computed once and serves them all, in ask as in training."""
+    model = fake_model("SELECT count(*) FROM customers")
+    for question in ("How many customers live in Germany?", "Which orders were cancelled?", "How many products?"):
+        assert ask(shop, question, "--hints", "-n", "1").exit_code == 0
+    prefixes = {call["cache_prefix"] for call in model.calls}
+    assert len(prefixes) == 1 and all(call["prompt"].startswith(prefixes.pop()) for call in model.calls[:1])
+    assert "'cancelled'" in model.calls[1]["prompt"].split(model.calls[1]["cache_prefix"], 1)[1]
 
 
 def test_the_grammar_of_the_schema_the_model_sees_goes_with_its_prompt(shop, fake_model):

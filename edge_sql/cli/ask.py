@@ -121,7 +121,8 @@ def schema(
     db: DbOpt,
     model: ModelOpt = None,
     question: Annotated[Optional[str], typer.Option("--question", "-q", show_default=False, help="Show the schema "
-                        "the model sees for this question: with --hints, and pruned with --prune always.")] = None,
+                        "the model sees for this question, pruned with --prune always, and the stored values --hints shows after "
+                        "the question.")] = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
 ) -> None:
@@ -132,16 +133,20 @@ def schema(
 
     with open_database(db) as database:
         preset = get_preset(chosen_model(model)) or GENERIC
-        shown = database.schema
+        shown, values = database.schema, ""
         if question is not None:
             from edge_sql.steps.focus import focus_schema, pruning_note
             from edge_sql.steps.question import clean_question
 
             remedies = chosen_remedies(None, None, None, None, prune, hints)
             question = clean_question(question)
-            shown = focus_schema(database, question, prune=remedies.prune, hints=remedies.hints)
+            shown = focus_schema(database, question, prune=remedies.prune)
+            if remedies.hints:
+                from edge_sql.steps.hints import render_hints, value_hints
+
+                values = render_hints(value_hints(shown, database, question), shown)
             sys.stderr.write(pruning_note(database.schema, shown, remedies.prune) + "\n")
-        sys.stdout.write(render_schema(shown, preset.schema_style) + "\n")
+        sys.stdout.write(render_schema(shown, preset.schema_style) + "\n" + (values + "\n" if values else ""))
 
 
 def run(

@@ -1,4 +1,4 @@
-"""The schema the model sees for one question: value hints added, then pruned as the mode says.
+"""The schema the model sees for one question, pruned as the mode says (value hints go after the question).
 
 Modes (``prune``):
 
@@ -23,7 +23,6 @@ from typing import Iterator
 
 from edge_sql.steps.database import Database
 from edge_sql.errors import UsageError
-from edge_sql.steps.hints import add_value_hints
 from edge_sql.steps.prune import describe_pruning, prune_schema
 from edge_sql.remedies import PRUNE_MODES
 from edge_sql.steps.schema import Schema
@@ -47,24 +46,23 @@ LADDER = (Caps(None, None), Caps(8, None), Caps(6, 12), Caps(4, 8), Caps(3, 8), 
           Caps(1, 4), Caps(1, 2))
 
 
-def focus_schema(db: Database, question: str, *, prune: str = "auto", hints: bool = True) -> Schema:
-    """The schema to show the model for ``question``: with value hints when ``hints``, pruned when ``prune`` is
-    ``always`` (``auto`` returns it whole: the pipeline prunes only when it must, with :func:`schema_ladder`)."""
+def focus_schema(db: Database, question: str, *, prune: str = "auto") -> Schema:
+    """The schema to show the model for ``question``: pruned when ``prune`` is ``always`` (``auto`` returns it whole:
+    the pipeline prunes only when it must, with :func:`schema_ladder`)."""
     check_mode(prune)
-    schema = add_value_hints(db.schema, db, question) if hints else db.schema
+    schema = db.schema
     if prune == "always":
         return prune_schema(schema, question, max_tables=ALWAYS.tables, max_columns=ALWAYS.columns)
     return schema
 
 
-def focus_schemas(db: Database, question: str, *, prune: str = "auto", hints: bool = True) -> Iterator[Schema]:
+def focus_schemas(db: Database, question: str, *, prune: str = "auto") -> Iterator[Schema]:
     """The schemas to try in turn until the prompt fits: one for ``never`` and ``always``, the ladder for ``auto``."""
     check_mode(prune)
     if prune != "auto":
-        yield focus_schema(db, question, prune=prune, hints=hints)
+        yield focus_schema(db, question, prune=prune)
         return
-    schema = add_value_hints(db.schema, db, question) if hints else db.schema
-    yield from schema_ladder(schema, question)
+    yield from schema_ladder(db.schema, question)
 
 
 def schema_ladder(schema: Schema, question: str, ladder: tuple[Caps, ...] = LADDER) -> Iterator[Schema]:

@@ -12,8 +12,8 @@ the question, best first, when it
 4. holds a phrase as whole words, or a phrase starts with the whole value (``'New York City'`` for "new york"), or
    a word is a one-word value with at most three more letters (``'Asia'`` for "Asian").
 
-The matching values become the first of the column's ``samples`` (the others fill up to the usual number), so the
-schema's rendering shows them without a change. A column's values are read once and kept for the next question on the same, unchanged file.
+The matching values are shown on one line after the question (:func:`render_hints`), never inside the schema: the
+schema part of the prompt is then the same for every question on a database, and its computed state serves them all. A column's values are read once and kept for the next question on the same, unchanged file.
 
 >>> rank_values(["Sales", "Marketing", "Sales Support", "R&D"], question_phrases("Who works in the sales department?"))
 ['Sales', 'Sales Support']
@@ -30,7 +30,7 @@ from edge_sql.steps.database import Database
 from edge_sql.errors import QueryFailed, QueryTimeout
 from edge_sql.steps.execute import execute
 from edge_sql.steps.prune import STOPWORDS, stem
-from edge_sql.steps.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier
+from edge_sql.steps.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier, quote_value
 
 #: Rows read from each table column, distinct values kept from them, and the seconds all columns may take together.
 SCAN_ROWS = 20_000
@@ -116,26 +116,63 @@ def rank_values(values, phrases: Phrases, limit: int = SAMPLES_PER_COLUMN) -> li
     return [value for *_, value in sorted(scored)[:limit]]
 
 
-def add_value_hints(schema: Schema, db: Database, question: str, per_column: int = 3) -> Schema:
-    """``schema`` with, for each text column, the stored values closest to the question first among its samples.
+@dataclass(frozen=True)
+class Hint:
+    """The stored values of one column that the question's words point at, best first."""
+
+    table: str
+    column: str
+    values: tuple[str, ...]
+
+
+def value_hints(schema: Schema, db: Database, question: str, per_column: int = 3) -> tuple[Hint, ...]:
+    """For each text column of ``schema``, the stored values closest to the question (columns without any left out).
 
     The values are read through ``db``'s guarded executor; a column that cannot be read (a failing view, an odd type,
-    undecodable text) or that the time budget does not reach gets no hints and keeps its samples.
+    undecodable text) or that the time budget does not reach gets no hints.
     """
     phrases = question_phrases(question)
     if not (phrases.quoted or phrases.phrases) or per_column < 1:
-        return schema
+        return ()
     values = stored_values(db)
     deadline = time.monotonic() + TIME_BUDGET
-    tables = []
+    found = []
     for table in schema.tables:
-        columns = []
         for column in table.columns:
             stored = values.get(db, table.name, column.name, column.type, deadline)
             hints = rank_values(stored.candidates(phrases), phrases, per_column)
             if hints:
-                rest = [s for s in column.samples if s not in hints]
-                column = replace(column, samples=tuple(hints + rest)[: max(len(column.samples), len(hints))])
+                found.append(Hint(table.name, column.name, tuple(hints)))
+    return tuple(found)
+
+
+def render_hints(hints, schema: Schema | None = None) -> str:
+    """One line after the question that names the stored values it points at (only columns of ``schema`` when given):
+    the schema part of the prompt stays the same for every question on a database, so its state is computed once.
+
+    >>> render_hints([Hint("customers", "country", ("Germany",)), Hint("orders", "status", ("cancelled", "open"))])
+    "Values in the database: customers.country 'Germany'; orders.status 'cancelled', 'open'"
+    """
+    shown = None if schema is None else {(t.name, c.name) for t in schema.tables for c in t.columns}
+    parts = [f"{h.table}.{h.column} " + ", ".join(quote_value(v) for v in h.values)
+             for h in hints if shown is None or (h.table, h.column) in shown]
+    return "Values in the database: " + "; ".join(parts) if parts else ""
+
+
+def add_value_hints(schema: Schema, db: Database, question: str, per_column: int = 3) -> Schema:
+    """``schema`` with, for each text column, the stored values closest to the question first among its samples
+    (what pruning ranks tables by; the prompt shows the hints after the question, :func:`render_hints`)."""
+    hints = {(h.table, h.column): list(h.values) for h in value_hints(schema, db, question, per_column)}
+    if not hints:
+        return schema
+    tables = []
+    for table in schema.tables:
+        columns = []
+        for column in table.columns:
+            found = hints.get((table.name, column.name))
+            if found:
+                rest = [s for s in column.samples if s not in found]
+                column = replace(column, samples=tuple(found + rest)[: max(len(column.samples), len(found))])
             columns.append(column)
         tables.append(replace(table, columns=tuple(columns)))
     return replace(schema, tables=tuple(tables))
