@@ -50,6 +50,7 @@ class Preset:
     prefix: str = ""
     candidates: int = 5
     temperature: float = 0.7
+    adapter: dict = field(default_factory=dict)  # a LoRA adapter in the registry, applied over the source's weights
 
     @property
     def kind(self) -> str:
@@ -141,7 +142,19 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "candidates": Key(int, True, "suggested number of candidates", at_least(1)),
         "temperature": Key(float, True, "suggested sampling temperature", at_least(0.0)),
     },
+    "adapter": {
+        "file": Key(str, True, "the GGUF LoRA file, beside the preset in models/", matches(r"[^/]+\.gguf", "a .gguf file name")),
+        "sha256": Key(str, True, "the adapter file's SHA-256", matches(r"[0-9a-f]{64}", "hex")),
+        "size": Key(int, True, "the adapter file's bytes", at_least(1)),
+        "trained": Key(str, True, "the edgesql train command that made it"),
+        "data": Key(str, True, "what it was trained on, with the data's license"),
+        "seconds": Key(float, False, "how long training took", at_least(0.0)),
+        "measured": Key(str, False, "its measured accuracy, with the command"),
+    },
 }
+
+#: Tables a preset may leave out.
+OPTIONAL_TABLES = frozenset({"adapter"})
 
 #: The ``[source]`` keys each kind needs.
 SOURCE_KEYS = {"gguf": ("repo", "file"), "convert": ("repo",), "package": ("package", "module", "file")}
@@ -169,6 +182,8 @@ def _check_table(data: dict, schema: dict, path: str) -> list[str]:
     for key, rule in schema.items():
         where = f"{path}{key}"
         if isinstance(rule, dict):
+            if key not in data and where in OPTIONAL_TABLES:
+                continue
             if not isinstance(data.get(key), dict):
                 errors.append(f"{where}: missing table [{where}]")
             else:
@@ -220,6 +235,7 @@ def parse_preset(text: str, origin: str = "preset") -> Preset:
         prefix=prompt.get("prefix", ""),
         candidates=sampling["candidates"],
         temperature=float(sampling["temperature"]),
+        adapter=dict(data.get("adapter", {})),
     )
 
 

@@ -292,6 +292,19 @@ def installed(preset: Preset) -> bool:
     return find_weights(preset) is not None
 
 
+def adapter_path(preset: Preset) -> Path | None:
+    """The preset's LoRA adapter file in the registry (``models/``), or None when it has none."""
+    if not preset.adapter:
+        return None
+    from importlib import resources
+
+    path = Path(str(resources.files("edge_sql.presets") / preset.adapter["file"]))
+    if not path.is_file():
+        raise ModelError(f"the adapter of {preset.name!r} ({preset.adapter['file']}) is missing from the preset "
+                         "registry; reinstall edgesql")
+    return path
+
+
 def weights_path(preset: Preset) -> Path:
     """Where the preset's GGUF file is on this machine, or a :class:`ModelError` that says how to get it."""
     found = find_weights(preset)

@@ -59,7 +59,7 @@ class BatchDecoder:
     """A llama.cpp context that holds up to ``max_sequences`` sequences sharing one prompt."""
 
     def __init__(self, model, *, context: int, threads: int, max_sequences: int = 16, n_batch: int = 512,
-                 name: str = "the model"):
+                 name: str = "the model", adapter=None):
         self.model = model  # a llama_model pointer (kept alive by its owner)
         self.name = name  # the model file, for error messages
         self.vocab = L.llama_model_get_vocab(model)
@@ -72,6 +72,11 @@ class BatchDecoder:
         self.ctx = L.llama_init_from_model(model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context for batched decoding")
+        if adapter is not None:  # a LoRA adapter (llama_adapter_lora_init), applied at full scale
+            adapters, scales = (L.llama_adapter_lora_p_ctypes * 1)(adapter), (ctypes.c_float * 1)(1.0)
+            if L.llama_set_adapters_lora(self.ctx, adapters, 1, scales):
+                L.llama_free(self.ctx)
+                raise RuntimeError("llama.cpp could not apply the LoRA adapter")
         self.context = L.llama_n_ctx(self.ctx)
         self.max_sequences = max_sequences
         self.memory = L.llama_get_memory(self.ctx)

@@ -11,7 +11,7 @@ from edge_sql.backends.door import Completion, Cost
 from edge_sql.errors import GrammarError, ModelError
 from edge_sql.paths import cache_home
 from edge_sql.preset import GENERIC, Preset, get_preset
-from edge_sql.weights import weights_path
+from edge_sql.weights import adapter_path, weights_path
 
 GGUF_MAGIC = b"GGUF"
 #: The largest context edgesql asks llama.cpp for (memory grows with it; a schema prompt rarely needs more).
@@ -19,14 +19,34 @@ MAX_CONTEXT = 4096
 
 
 def load(name_or_path: str, *, threads: int) -> "LlamaModel | None":
-    """A preset by name, or a GGUF file by path; None for a name this backend does not serve."""
+    """A preset by name, a GGUF file by path, or the folder ``edgesql train`` wrote (its adapter over its base);
+    None for a name this backend does not serve."""
     preset = get_preset(name_or_path)
     if preset is not None:
-        return LlamaModel(weights_path(preset), preset=preset, threads=threads)
+        return LlamaModel(weights_path(preset), preset=preset, threads=threads, adapter=adapter_path(preset))
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / TRAINED_ADAPTER).is_file():
+        return trained_model(path, threads)
     if path.suffix.lower() == ".gguf" or path.exists() or os.sep in name_or_path:
         return LlamaModel(path, preset=GENERIC, threads=threads)
     return None
+
+
+#: What ``edgesql train`` writes in its folder: the adapter, and the record of its base.
+TRAINED_ADAPTER, TRAINING_RECORD = "adapter.gguf", "training.json"
+
+
+def trained_model(folder: Path, threads: int) -> "LlamaModel":
+    """The adapter ``edgesql train`` wrote in ``folder``, over the base model it was trained on."""
+    import json
+
+    try:
+        base = json.loads((folder / TRAINING_RECORD).read_text(encoding="utf-8"))["base"]
+    except (OSError, ValueError, KeyError):
+        raise ModelError(f"{folder} holds an adapter but no readable {TRAINING_RECORD} naming its base model") from None
+    preset = get_preset(base)
+    weights = weights_path(preset) if preset is not None else Path(base)
+    return LlamaModel(weights, preset=preset or GENERIC, threads=threads, adapter=folder / TRAINED_ADAPTER)
 
 
 def check_gguf(path: Path) -> None:
@@ -48,14 +68,18 @@ class LlamaModel:
     """
 
     def __init__(self, path: Path, *, preset: Preset = GENERIC, threads: int = 2, context: int | None = None,
-                 batched: bool = True, cache_dir: Path | None = None):
+                 batched: bool = True, cache_dir: Path | None = None, adapter: Path | None = None):
         path = Path(path)
         check_gguf(path)
+        if adapter is not None:
+            adapter = Path(adapter)
+            check_gguf(adapter)
         try:
             from llama_cpp import Llama
         except ImportError as error:  # pragma: no cover - a broken install
             raise ModelError(f"llama-cpp-python is not usable: {error}") from None
         self.path = path
+        self.adapter = adapter
         self.preset = preset
         self.name = preset.name if preset is not GENERIC else path.name
         self.threads = threads
@@ -64,9 +88,12 @@ class LlamaModel:
         try:
             self._llama = Llama(
                 model_path=str(path), n_ctx=64 if batched else wanted, n_threads=threads, n_threads_batch=threads,
-                n_batch=512, seed=0, use_mmap=True, verbose=False,
+                n_batch=512, seed=0, use_mmap=True, verbose=False, lora_path=str(adapter) if adapter else None,
             )
         except (ValueError, RuntimeError, OSError) as error:
+            if adapter is not None and "lora" in str(error).lower():
+                raise ModelError(f"cannot apply the adapter {adapter} to {path.name}: it was not trained on this "
+                                 "model, or it is damaged") from None
             raise ModelError(f"cannot load {path}: {error}; the file may be truncated or of an unsupported architecture") from None
         import llama_cpp
 
@@ -75,7 +102,7 @@ class LlamaModel:
         trained = llama_cpp.llama_model_n_ctx_train(self._llama.model)
         self.context_length = min(wanted, trained) if trained > 0 else wanted
         self._decoder = None
-        self._store = prefix_store(path, cache_dir)
+        self._store = prefix_store(path, cache_dir, adapter)
         self.last_cost: Cost | None = None  # what the last sample() cost (not counted on the sequential path)
 
     def count_tokens(self, text: str) -> int:
@@ -134,6 +161,7 @@ class LlamaModel:
 
             try:
                 self._decoder = BatchDecoder(self._llama.model, context=self.context_length, threads=self.threads,
+                                             adapter=getattr(self._llama, "_lora_adapter", None),
                                              name=self.path.name)
             except RuntimeError as error:
                 raise ModelError(f"cannot run {self.path.name}: {error}") from None
@@ -190,14 +218,16 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     return replace(GENERIC, protocol=protocol, description=f"{path.name}, converted by edgesql ({protocol})")
 
 
-def prefix_store(path: Path, cache_dir: Path | None):
-    """The on-disk cache of prompt-prefix states for this model file, or None when caching is off."""
+def prefix_store(path: Path, cache_dir: Path | None, adapter: Path | None = None):
+    """The on-disk cache of prompt-prefix states for this model file (and adapter: it changes every state), or None
+    when caching is off."""
     if os.environ.get("EDGESQL_PREFIX_CACHE", "1") == "0":
         return None
     from edge_sql.backends.prefix import PrefixStore
 
     directory = Path(cache_dir) if cache_dir else cache_home() / "prefix"
-    return PrefixStore(directory, model_fingerprint(path))
+    key = model_fingerprint(path) + (":" + model_fingerprint(adapter) if adapter is not None else "")
+    return PrefixStore(directory, key)
 
 
 

@@ -15,6 +15,7 @@ from edge_sql.cli.config import config_app
 from edge_sql.cli.convert import convert_command
 from edge_sql.cli.eval import eval_command
 from edge_sql.cli.models import models_app
+from edge_sql.cli.train import train_command
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, USAGE
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ for command in (answering.ask, answering.schema, answering.run, answering.shell)
     app.command()(reports_errors(command))
 app.command("eval")(reports_errors(eval_command))
 app.command("convert")(reports_errors(convert_command))
+app.command("train")(reports_errors(train_command))
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 

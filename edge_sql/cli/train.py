@@ -1,0 +1,109 @@
+"""``edgesql train``: teach a small model SQL on this machine (LoRA), and write the adapter ``ask`` runs."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edge_sql.cli.common import ThreadsOpt, human_size, stderr_console, stdout_console
+
+
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="Training pairs: a Spider training folder (train_spider.json "
+                                       "beside database/), a Spider-format JSON file, or a JSONL file of "
+                                       "{question, query, db}. Never an evaluation set.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The folder for the adapter, its record and its "
+                                      "checkpoints; run the same command again to continue an interrupted run.",
+                                      show_default=False)],
+    base: Annotated[str, typer.Option("--base", help="The model to adapt: a preset, a GGUF file, or a Hugging Face "
+                                      "folder or repo id (Llama or Qwen2).")] = "smollm2-135m",
+    epochs: Annotated[float, typer.Option("--epochs", min=0.01, help="Passes over the data (a fraction is a part of "
+                                          "one).")] = 1.0,
+    rank: Annotated[int, typer.Option("--rank", min=1, max=256, help="LoRA rank.")] = 16,
+    alpha: Annotated[int, typer.Option("--alpha", min=1, help="LoRA alpha (the update is scaled by alpha/rank).")] = 32,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", min=1e-7, max=1.0,
+                                                 help="Peak learning rate (warm-up, then cosine to zero).")] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed, data and settings give the same "
+                                      "adapter.")] = 42,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", min=256, help="At most this many (schema + longest "
+                                              "question) x questions in one batch: bounds memory.")] = 6000,
+    layers: Annotated[Optional[int], typer.Option("--layers", min=1, show_default=False,
+                                                  help="Adapt only the top N layers (faster). [default: all]")] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (CPUs with AVX512-BF16, GPUs).")] = False,
+    paraphrases: Annotated[bool, typer.Option("--paraphrases", help="Also train on Spider-Syn's paraphrased "
+                                              "questions (train_spider_syn.json).")] = False,
+    held_back: Annotated[int, typer.Option("--held-back", min=0, help="Questions of the data set aside and scored "
+                                           "with the real pipeline at the end (0: none).")] = 200,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, show_default=False,
+                                                 help="Use only the first N pairs. [default: all]")] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Fine-tune a LoRA adapter that teaches the base model SQL, on this machine's CPU (or GPU), with the same
+    prompts ask builds; write it as a GGUF LoRA file (ask --model OUT runs it) and score held-back questions."""
+    from edge_sql.train.loop import Settings
+    from edge_sql.train.run import train_adapter
+
+    settings = Settings(epochs=epochs, rank=rank, alpha=alpha, learning_rate=learning_rate, seed=seed,
+                        batch_tokens=batch_tokens, layers=layers, bf16=bf16)
+    console = stderr_console()
+    command = shlex.join(["edgesql", "train", *sys.argv[2:]]) if len(sys.argv) > 1 else "edgesql train"
+
+    def say(line: str) -> None:
+        console.print(f"edgesql: {line}", highlight=False, soft_wrap=True)
+
+    with training_progress(console) as on_step:
+        trained = train_adapter(data, base, out, settings, paraphrases=paraphrases, held_back=held_back,
+                                limit=limit, threads=threads, command=command, say=say, on_step=on_step)
+    summary = trained.summary
+    rows = [("adapter", f"{trained.adapter} ({human_size(summary['adapter']['bytes'])})"),
+            ("examples", f"{summary['examples']:,} in {summary['batches']:,} batches"),
+            ("tokens an epoch", f"{summary['tokens_per_epoch']['shared_prefix']:,} (each schema once; "
+                                f"{summary['tokens_per_epoch']['plain']:,} without)"),
+            ("loss per epoch", ", ".join(f"{loss:.4f}" for loss in summary["loss_per_epoch"])),
+            ("seconds", f"{summary['seconds']:,.0f}"), ("peak memory", f"{summary['peak_rss_mib']:,} MiB")]
+    if "held_back_ex" in summary:
+        rows.append(("held-back EX", ", ".join(f"{k} {v:.1%}" for k, v in summary["held_back_ex"].items()
+                                               if v is not None)))
+    out_console = stdout_console()
+    for name, value in rows:
+        out_console.print(f"{name:16} {value}", highlight=False, soft_wrap=True)
+    out_console.print(f"{'use it':16} edgesql ask --model {shlex.quote(str(trained.folder))} --db FILE \"…\"",
+                      highlight=False, soft_wrap=True)
+
+
+class training_progress:
+    """A progress bar with the loss and the time left on stderr; a line a minute when stderr is not a terminal."""
+
+    def __init__(self, console):
+        self.console, self.bar, self.task, self.said = console, None, None, 0.0
+
+    def __enter__(self):
+        if not self.console.is_terminal:
+            return self.line
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=self.console)
+        self.bar.start()
+        self.task = self.bar.add_task("", total=None, loss=0.0)
+        return self.update
+
+    def line(self, progress) -> None:
+        if progress.seconds - self.said < 60 and progress.step != progress.steps:
+            return
+        self.said = progress.seconds
+        left = progress.seconds / progress.step * (progress.steps - progress.step)
+        self.console.print(f"edgesql: training step {progress.step}/{progress.steps}, loss {progress.loss:.4f}, "
+                           f"{progress.tokens / max(progress.seconds, 1e-9):.0f} tokens/s, {left / 60:.0f} min left",
+                           highlight=False, soft_wrap=True)
+
+    def update(self, progress) -> None:
+        self.bar.update(self.task, completed=progress.step, total=progress.steps, loss=progress.loss)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,194 @@
+"""``edgesql train``: read the pairs, render them as ``ask`` prompts, train a LoRA adapter, write it as a GGUF LoRA
+file that ``ask`` applies over the base model, and score a held-back slice of the data with the real pipeline.
+
+What a run leaves in its folder: ``adapter.gguf`` (what ``ask --model BASE --adapter …`` or a preset runs),
+``training.json`` (the command's settings, data, tokens, seconds, loss per epoch, peak memory, held-back EX),
+``held-back.jsonl`` and ``held-back.json`` (the slice and its eval report), ``checkpoints/`` (to continue an
+interrupted run: the same command again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from edge_sql.errors import ModelError, UsageError
+from edge_sql.preset import GENERIC, Preset, get_preset
+from edge_sql.train.examples import PromptModel, hold_back, read_pairs, render
+from edge_sql.train.loop import Settings
+
+INSTALL = 'pip install torch==2.13.0 && pip install -e ".[train]"'
+
+
+@dataclass
+class Base:
+    """The model to train, in float32 with its tokenizer, and the GGUF file llama.cpp runs it from (if any)."""
+
+    name: str
+    model: object
+    tokenizer: object
+    preset: Preset
+    gguf: Path | None
+    arch: str
+    blocks: int
+    heads: int
+    kv_heads: int
+
+
+@dataclass(frozen=True)
+class Trained:
+    folder: Path
+    adapter: Path | None
+    summary: dict = field(default_factory=dict)
+
+
+def require_torch() -> None:
+    import importlib
+
+    for module in ("torch", "transformers", "peft"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ModelError(f"edgesql train needs the train extra ({module} is missing): install it with "
+                             f"{INSTALL} (the torch pin keeps pip on the CPU build)") from None
+
+
+def load_base(base: str) -> Base:
+    """A preset (its GGUF file, dequantized by transformers: the adapter learns the very weights llama.cpp runs), a
+    GGUF file, or a Hugging Face folder or repo id."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from convert.source import load as load_hf, quiet_libraries
+    from edge_sql.weights import weights_path
+
+    quiet_libraries()
+    preset = get_preset(base)
+    path = weights_path(preset) if preset is not None else Path(base).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"no such model file: {path}")
+        quiet = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own progress bar
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise ModelError(f"cannot read {path} as a model to train: {str(error).splitlines()[0]}") from None
+        finally:
+            if quiet is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = quiet
+        gguf, arch = path, model.config.model_type
+    else:
+        source = load_hf(base)
+        model, tokenizer, gguf, arch = source.model, source.tokenizer, None, source.arch
+    config = model.config
+    if arch not in ("llama", "qwen2"):
+        raise ModelError(f"{base} is a {arch} model; edgesql train adapts Llama and Qwen2 models")
+    return Base(base, model, tokenizer, preset or GENERIC, gguf, arch, config.num_hidden_layers,
+                config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+
+
+def context_of(base: Base) -> int:
+    """The context ``ask`` gives this model (as ``backends.llama`` computes it)."""
+    from edge_sql.backends.llama import MAX_CONTEXT
+
+    trained = getattr(base.model.config, "max_position_embeddings", None) or MAX_CONTEXT
+    return min(base.preset.context or MAX_CONTEXT, MAX_CONTEXT, trained)
+
+
+def train_adapter(data: Path, base: str, out: Path, settings: Settings = Settings(), *, paraphrases: bool = False,
+                  held_back: int = 200, limit: int | None = None, threads: int | None = None,
+                  command: str = "", say: Callable[[str], None] = lambda line: None,
+                  on_step=None) -> Trained:
+    require_torch()
+    import torch
+
+    from edge_sql.train.adapter import adapter_tensors, write_adapter
+    from edge_sql.train.loop import make_batches, train
+
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder for the adapter")
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.monotonic()
+    pairs = read_pairs(data, paraphrases=paraphrases)
+    if limit is not None:
+        pairs = pairs[:limit]
+    training, held = hold_back(pairs, held_back, settings.seed)
+    loaded = load_base(base)
+    say(f"{len(pairs)} pairs from {data}: {len(training)} to train on, {len(held)} held back to score")
+    prompts = PromptModel(loaded.name, loaded.preset, context_of(loaded), loaded.tokenizer)
+    rendered = render(training, prompts)
+    if not rendered.examples:
+        raise UsageError(f"none of the pairs in {data} can be trained on ({rendered.skipped})")
+    batches = make_batches(rendered.examples, loaded.tokenizer, settings.batch_tokens)
+    shared = sum(b.tokens for b in batches)
+    plain = sum(len(b.prefix) * len(b.suffixes) + sum(len(s) for s in b.suffixes) for b in batches)
+    say(f"{len(rendered.examples)} examples in {len(batches)} batches: {shared:,} tokens an epoch with each schema "
+        f"computed once ({plain:,} with every question carrying its own)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        model, losses = train(loaded.model, loaded.tokenizer, batches, settings, checkpoints=out / "checkpoints",
+                              on_step=on_step, blocks=loaded.blocks)
+        seconds = time.monotonic() - started
+        tensors = adapter_tensors(model.state_dict(), arch=loaded.arch, heads=loaded.heads, kv_heads=loaded.kv_heads)
+        adapter = out / "adapter.gguf"
+        size = write_adapter(adapter, tensors, arch=loaded.arch, blocks=loaded.blocks, alpha=settings.alpha,
+                             name=f"{Path(str(loaded.name)).stem} SQL LoRA",
+                             metadata={"edgesql.base": str(loaded.name), "edgesql.protocol": loaded.preset.protocol,
+                                       "edgesql.training": command})
+    except OSError as error:
+        raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
+    summary = {
+        "command": command, "data": str(data), "paraphrases": paraphrases, "base": str(loaded.name),
+        "settings": asdict(settings), "pairs": len(pairs), "examples": len(rendered.examples),
+        "skipped": rendered.skipped, "held_back": len(held), "batches": len(batches),
+        "tokens_per_epoch": {"shared_prefix": shared, "plain": plain}, "loss_per_epoch": losses,
+        "seconds": round(seconds, 1), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "adapter": {"file": adapter.name, "bytes": size},
+    }
+    if held and loaded.gguf is not None:
+        summary["held_back_ex"] = score_held_back(held, loaded.gguf, loaded.preset, adapter, out, threads, say)
+    write_summary(out, summary)
+    return Trained(out, adapter, summary)
+
+
+def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, threads: int | None, say) -> dict:
+    """EX of the trained model on the held-back pairs, through the real pipeline (greedy and vote of 5)."""
+    from edge_sql.backends.llama import LlamaModel
+    from edge_sql.eval.datasets import Dataset
+    from edge_sql.eval.report import report_to_dict
+    from edge_sql.eval.run import evaluate
+    from edge_sql.steps.generate import Sampling
+
+    lines = [{"question": p.question, "query": p.gold, "db": str(p.db_path)} for p in held]
+    (out / "held-back.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    model = LlamaModel(gguf, preset=preset, threads=threads or 2, adapter=adapter)
+    say(f"scoring the {len(held)} held-back questions with the trained model")
+    dataset = Dataset(out / "held-back.jsonl", "jsonl", tuple(replace(p, index=i) for i, p in enumerate(held)))
+    report = evaluate(dataset, list(dataset.examples), model, Sampling(), (1, 5))
+    data = report_to_dict(report)
+    (out / "held-back.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return {r["label"]: r["ex"] for r in data["results"]}
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    try:
+        (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write {out / 'training.json'}: {error.strerror or error}") from None
+
+
+def command_line() -> str:
+    return " ".join(["edgesql", *sys.argv[1:]])
+
