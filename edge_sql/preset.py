@@ -29,7 +29,9 @@ from typing import Any, Callable
 from edge_sql.errors import ModelError
 from edge_sql.protocols import PROTOCOLS, STYLES
 
-DEFAULT_PRESET = "smollm2-135m"
+DEFAULT_PRESET = "smollm2-135m-sql"
+#: The untuned model the default is trained from (still available: --model smollm2-135m).
+DEMO_PRESET = "smollm2-135m"
 KINDS = ("gguf", "convert", "package")
 
 

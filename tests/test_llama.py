@@ -110,7 +110,7 @@ def test_the_demo_model_answers_through_the_whole_pipeline(shop):
     result = runner.invoke(app, ["ask", "--db", str(shop), "How many customers are there?", "--format", "json"])
     assert result.exit_code in (0, 5), result.output
     answer = json.loads(result.stdout)
-    assert answer["model"] == "smollm2-135m"
+    assert answer["model"] == "smollm2-135m-sql"  # edgesql's own: the demo model with its trained adapter
     assert answer["candidates"] == 5 and len(answer["ballot"]) == 5
     assert all(entry["sql"].upper().startswith("SELECT") for entry in answer["ballot"])
     assert snapshot(shop.parent) == before

