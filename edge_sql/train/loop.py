@@ -154,7 +154,7 @@ def schedule(step: int, total: int, warmup: int) -> float:
     """Warm-up, then cosine to zero.
 
     >>> [round(schedule(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)]
-    [0.5, 1.0, 1.0, 0.345, 0.0]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
     """
     if step < warmup:
         return (step + 1) / warmup
