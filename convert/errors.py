@@ -15,18 +15,18 @@ class ConvertError(ModelError):
 class MissingExtra(ConvertError):
     """torch, transformers or peft is not installed."""
 
-    def __init__(self, module: str):
-        super().__init__(f"edgesql convert needs the convert extra ({module} is missing): install it with "
-                         f"{INSTALL} (the torch pin keeps pip on the CPU build)")
+    def __init__(self, module: str, command: str = "convert"):
+        super().__init__(f"edgesql {command} needs the {command} extra ({module} is missing): install it with "
+                         f"{INSTALL.replace('[convert]', f'[{command}]')} (the torch pin keeps pip on the CPU build)")
         self.module = module
 
 
-def require_extra() -> None:
-    """Import the heavy packages once, or say in one line how to install them."""
+def require_extra(command: str = "convert", modules=("torch", "transformers", "peft", "safetensors")) -> None:
+    """Import the heavy packages once, or say in one line how to install ``command``'s extra."""
     import importlib
 
-    for module in ("torch", "transformers", "peft", "safetensors"):
+    for module in modules:
         try:
             importlib.import_module(module)
         except ImportError:
-            raise MissingExtra(module) from None
+            raise MissingExtra(module, command) from None

@@ -49,6 +49,17 @@ def trained_model(folder: Path, threads: int) -> "LlamaModel":
     return LlamaModel(weights, preset=preset or GENERIC, threads=threads, adapter=folder / TRAINED_ADAPTER)
 
 
+def context_length(preset: Preset, trained: int, asked: int | None = None) -> int:
+    """The context a model gets: what was asked, else its preset's, at most :data:`MAX_CONTEXT` and at most what it
+    was trained for (when known).
+
+    >>> context_length(Preset(name="p", context=8192), trained=2048), context_length(Preset(name="p"), trained=0, asked=512)
+    (2048, 512)
+    """
+    wanted = min(asked or preset.context or MAX_CONTEXT, MAX_CONTEXT)
+    return min(wanted, trained) if trained > 0 else wanted
+
+
 def check_gguf(path: Path) -> None:
     if not path.exists():
         raise ModelError(f"no such model file: {path}")
@@ -84,7 +95,7 @@ class LlamaModel:
         self.name = preset.name if preset is not GENERIC else path.name
         self.threads = threads
         self.batched = batched
-        wanted = min(context or preset.context or MAX_CONTEXT, MAX_CONTEXT)
+        wanted = context_length(preset, 0, context)  # before the model says what it was trained for
         try:
             self._llama = Llama(
                 model_path=str(path), n_ctx=64 if batched else wanted, n_threads=threads, n_threads_batch=threads,
@@ -99,8 +110,7 @@ class LlamaModel:
 
         if preset is GENERIC:
             self.preset = preset = recorded_preset(self._llama.metadata, path)
-        trained = llama_cpp.llama_model_n_ctx_train(self._llama.model)
-        self.context_length = min(wanted, trained) if trained > 0 else wanted
+        self.context_length = context_length(preset, llama_cpp.llama_model_n_ctx_train(self._llama.model), context)
         self._decoder = None
         self._store = prefix_store(path, cache_dir, adapter)
         self.last_cost: Cost | None = None  # what the last sample() cost (not counted on the sequential path)

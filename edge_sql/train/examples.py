@@ -126,20 +126,20 @@ def render(pairs: list[Example], model: PromptModel, remedies: Remedies = Remedi
     """Each pair as ``ask`` would prompt it with ``remedies`` (the defaults: what a user's ``ask`` uses)."""
     examples, skipped = [], {}
 
-    def skip(reason: str) -> None:
-        skipped[reason] = skipped.get(reason, 0) + 1
+    def skip(reason: str, count: int = 1) -> None:
+        skipped[reason] = skipped.get(reason, 0) + count
 
     by_database: dict[Path, list[Example]] = {}
     for pair in pairs:
         by_database.setdefault(pair.db_path, []).append(pair)
     for db_path, group in by_database.items():
         if not db_path.is_file():
-            skipped["database missing"] = skipped.get("database missing", 0) + len(group)
+            skip("database missing", len(group))
             continue
         try:
             db = open_database(db_path)
         except EdgeSQLError:
-            skipped["database cannot be opened"] = skipped.get("database cannot be opened", 0) + len(group)
+            skip("database cannot be opened", len(group))
             continue
         with db:
             setup = Setup(db, model, Sampling(), Limits(), remedies)

@@ -23,9 +23,6 @@ from edge_sql.preset import GENERIC, Preset, get_preset
 from edge_sql.train.examples import PromptModel, hold_back, read_pairs, render
 from edge_sql.train.loop import Settings
 
-INSTALL = 'pip install torch==2.13.0 && pip install -e ".[train]"'
-
-
 @dataclass
 class Base:
     """The model to train, in float32 with its tokenizer, and the GGUF file llama.cpp runs it from (if any)."""
@@ -46,17 +43,6 @@ class Trained:
     folder: Path
     adapter: Path | None
     summary: dict = field(default_factory=dict)
-
-
-def require_torch() -> None:
-    import importlib
-
-    for module in ("torch", "transformers", "peft"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise ModelError(f"edgesql train needs the train extra ({module} is missing): install it with "
-                             f"{INSTALL} (the torch pin keeps pip on the CPU build)") from None
 
 
 def load_base(base: str) -> Base:
@@ -98,18 +84,19 @@ def load_base(base: str) -> Base:
 
 
 def context_of(base: Base) -> int:
-    """The context ``ask`` gives this model (as ``backends.llama`` computes it)."""
-    from edge_sql.backends.llama import MAX_CONTEXT
+    """The context ``ask`` gives this model."""
+    from edge_sql.backends.llama import context_length
 
-    trained = getattr(base.model.config, "max_position_embeddings", None) or MAX_CONTEXT
-    return min(base.preset.context or MAX_CONTEXT, MAX_CONTEXT, trained)
+    return context_length(base.preset, getattr(base.model.config, "max_position_embeddings", 0) or 0)
 
 
 def train_adapter(data: Path, base: str, out: Path, settings: Settings = Settings(), *, paraphrases: bool = False,
                   held_back: int = 200, limit: int | None = None, threads: int | None = None,
                   command: str = "", say: Callable[[str], None] = lambda line: None,
                   on_step=None) -> Trained:
-    require_torch()
+    from convert.errors import require_extra
+
+    require_extra("train", ("torch", "transformers", "peft"))
     import torch
 
     from edge_sql.train.adapter import adapter_tensors, write_adapter
