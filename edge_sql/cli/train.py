@@ -34,6 +34,8 @@ def train_command(
     layers: Annotated[Optional[int], typer.Option("--layers", min=1, show_default=False,
                                                   help="Adapt only the top N layers (faster). [default: all]")] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (CPUs with AVX512-BF16, GPUs).")] = False,
+    device: Annotated[str, typer.Option("--device", help="Where to train: auto (a CUDA GPU when torch sees one, "
+                                        "else the CPU), cpu, cuda or cuda:N.")] = "auto",
     paraphrases: Annotated[bool, typer.Option("--paraphrases", help="Also train on Spider-Syn's paraphrased "
                                               "questions (train_spider_syn.json).")] = False,
     held_back: Annotated[int, typer.Option("--held-back", min=0, help="Questions of the data set aside and scored "
@@ -48,7 +50,7 @@ def train_command(
     from edge_sql.train.run import train_adapter
 
     settings = Settings(epochs=epochs, rank=rank, alpha=alpha, learning_rate=learning_rate, seed=seed,
-                        batch_tokens=batch_tokens, layers=layers, bf16=bf16)
+                        batch_tokens=batch_tokens, layers=layers, bf16=bf16, device=device)
     console = stderr_console()
     command = shlex.join(["edgesql", "train", *sys.argv[2:]]) if len(sys.argv) > 1 else "edgesql train"
 
@@ -64,8 +66,10 @@ def train_command(
             ("tokens an epoch", f"{summary['tokens_per_epoch']['shared_prefix']:,} (each schema once; "
                                 f"{summary['tokens_per_epoch']['plain']:,} without)"),
             ("loss per epoch", ", ".join(f"{loss:.4f}" for loss in summary["loss_per_epoch"])),
-            ("seconds", f"{summary['seconds']:,.0f}"), ("peak memory", f"{summary['peak_rss_mib']:,} MiB")]
-    if "held_back_ex" in summary:
+            ("seconds", f"{summary['seconds']:,.0f} on {summary['device']}"),
+            ("peak memory", f"{summary['peak_rss_mib']:,} MiB" + (f" ({summary['peak_gpu_mib']:,} MiB on the GPU)"
+                                                                  if "peak_gpu_mib" in summary else ""))]
+    if summary.get("held_back_ex"):
         rows.append(("held-back EX", ", ".join(f"{k} {v:.1%}" for k, v in summary["held_back_ex"].items()
                                                if v is not None)))
     out_console = stdout_console()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ class Settings:
     batch_tokens: int = 6000
     layers: int | None = None  # LoRA on the top N layers only (the frozen ones below need no backward pass)
     bf16: bool = False  # bfloat16 autocast (CPUs with AVX512-BF16, and GPUs)
+    device: str = "auto"  # "auto" (CUDA when torch sees a GPU, else the CPU), "cpu", "cuda" or "cuda:N"
     checkpoint_seconds: float = 300.0
 
 
@@ -175,6 +177,17 @@ def plan(batches: list[Batch], epochs: float, seed: int) -> list[int]:
     return order
 
 
+def choose_device(asked: str, torch) -> str:
+    """The device to train on: ``auto`` is the first CUDA GPU when torch sees one, else the CPU."""
+    if asked == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if asked.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {asked}: this torch sees no CUDA GPU (a CPU build of torch, or no driver)")
+    if asked != "cpu" and not re.fullmatch(r"cuda(:\d+)?", asked):
+        raise UsageError(f"--device {asked}: give auto, cpu, cuda or cuda:N")
+    return asked
+
+
 def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpoints: Path,
           on_step: Callable[[Progress], None] | None = None, blocks: int):
     """Train a LoRA adapter on ``batches``; resumes from ``checkpoints`` when it holds one for the same batches and
@@ -187,11 +200,12 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
     order = plan(batches, settings.epochs, settings.seed)
-    identity = {"settings": asdict(settings), "batches": len(batches), "tokens": sum(b.tokens for b in batches)}
+    identity = {"settings": {k: v for k, v in asdict(settings).items() if k != "device"},
+                "batches": len(batches), "tokens": sum(b.tokens for b in batches)}
     start, losses, window = 0, [], []  # window: this epoch's (summed loss, tokens) per batch
     saved = checkpoints / "checkpoint.pt"
     if saved.is_file():
-        state = torch.load(saved, weights_only=False)
+        state = torch.load(saved, weights_only=False, map_location=next(model.parameters()).device)
         if state["identity"] != identity:
             raise UsageError(f"{checkpoints} holds a checkpoint of another run (other data or settings); give a new "
                              "--out folder, or the same data and settings to continue it")

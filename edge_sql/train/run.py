@@ -100,7 +100,7 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
     import torch
 
     from edge_sql.train.adapter import adapter_tensors, write_adapter
-    from edge_sql.train.loop import make_batches, train
+    from edge_sql.train.loop import choose_device, make_batches, train
 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
@@ -112,7 +112,9 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
     if limit is not None:
         pairs = pairs[:limit]
     training, held = hold_back(pairs, held_back, settings.seed)
+    device = choose_device(settings.device, torch)
     loaded = load_base(base)
+    loaded.model.to(device)
     say(f"{len(pairs)} pairs from {data}: {len(training)} to train on, {len(held)} held back to score")
     prompts = PromptModel(loaded.name, loaded.preset, context_of(loaded), loaded.tokenizer)
     rendered = render(training, prompts)
@@ -141,9 +143,12 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
         "settings": asdict(settings), "pairs": len(pairs), "examples": len(rendered.examples),
         "skipped": rendered.skipped, "held_back": len(held), "batches": len(batches),
         "tokens_per_epoch": {"shared_prefix": shared, "plain": plain}, "loss_per_epoch": losses,
-        "seconds": round(seconds, 1), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "seconds": round(seconds, 1), "device": device_name(device, torch),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "adapter": {"file": adapter.name, "bytes": size},
     }
+    if device.startswith("cuda"):
+        summary["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     if held and loaded.gguf is not None:
         summary["held_back_ex"] = score_held_back(held, loaded.gguf, loaded.preset, adapter, out, threads, say)
     write_summary(out, summary)
@@ -158,8 +163,14 @@ def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, 
     from edge_sql.eval.run import evaluate
     from edge_sql.steps.generate import Sampling
 
+    import importlib.util
+
     lines = [{"question": p.question, "query": p.gold, "db": str(p.db_path)} for p in held]
     (out / "held-back.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    if importlib.util.find_spec("llama_cpp") is None:  # a training box with the train extra only (a GPU server)
+        say(f"llama-cpp-python is not installed here, so the held-back questions are not scored; on a machine with "
+            f"edgesql installed: edgesql eval --data {out / 'held-back.jsonl'} --model {out}")
+        return {}
     model = LlamaModel(gguf, preset=preset, threads=threads or 2, adapter=adapter)
     say(f"scoring the {len(held)} held-back questions with the trained model")
     dataset = Dataset(out / "held-back.jsonl", "jsonl", tuple(replace(p, index=i) for i, p in enumerate(held)))
@@ -167,6 +178,12 @@ def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, 
     data = report_to_dict(report)
     (out / "held-back.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     return {r["label"]: r["ex"] for r in data["results"]}
+
+
+def device_name(device: str, torch) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def write_summary(out: Path, summary: dict) -> None:
