@@ -235,6 +235,7 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
             raise
 
     completed = start
+    previous = stop_on_sigterm()
     try:
         for step in range(start, len(order)):
             for group in optimizer.param_groups:
@@ -263,5 +264,27 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
         save(completed)
         raise Interrupted(f"interrupted after step {completed} of {len(order)}; the checkpoint in {checkpoints} keeps it: "
                           "run the same command again to continue") from None
+    finally:
+        restore_sigterm(previous)
     save(len(order))
     return peft_model, losses
+
+
+def stop_on_sigterm():
+    """A SIGTERM (``timeout``, a batch scheduler, ``kill``) stops training as Ctrl-C does: the checkpoint is kept."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
