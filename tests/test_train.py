@@ -245,3 +245,43 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_adapter(base, tmp_pa
     assert done.stderr.strip().splitlines()[-1].startswith(f"edgesql: cannot write to {out}")
     assert "Traceback" not in done.stderr
     assert not (out / "adapter.gguf").exists() and not list(out.glob(".adapter.gguf.tmp*"))
+
+
+@needs_extra
+def test_resume_starts_from_an_adapter_trained_before(base, tmp_path):
+    """--resume: the new run starts from the old adapter's weights (a near-zero learning rate keeps them), with its
+    rank and alpha; the adapter it starts from is left as it was."""
+    from edge_sql.train.adapter import read_adapter
+
+    data = pairs_file(tmp_path, repeat=2)
+    assert train("--data", data, "--base", base, "--out", tmp_path / "first", "--rank", "4", "--alpha", "8",
+                 "--held-back", "0", "--learning-rate", "0.01").exit_code == 0
+    before = (tmp_path / "first" / "adapter.gguf").read_bytes()
+    result = train("--data", data, "--base", base, "--out", tmp_path / "more", "--resume", tmp_path / "first",
+                   "--held-back", "0", "--learning-rate", "1e-7", "--epochs", "0.5")
+    assert result.exit_code == 0, result.output
+    assert "continuing" in result.stderr and "rank 4, alpha 8" in result.stderr
+    assert (tmp_path / "first" / "adapter.gguf").read_bytes() == before
+    shape = dict(arch="llama", blocks=2, heads=4, kv_heads=2)
+    first = read_adapter(tmp_path / "first" / "adapter.gguf", **shape)
+    more = read_adapter(tmp_path / "more" / "adapter.gguf", **shape)
+    assert more.rank == 4 and more.alpha == 8 and set(more.tensors) == set(first.tensors)
+    for module, (a, b) in first.tensors.items():
+        assert abs(more.tensors[module][0] - a).max() < 1e-3 and abs(more.tensors[module][1] - b).max() < 1e-3
+    record = json.loads((tmp_path / "more" / "training.json").read_text())
+    assert record["resumed_from"] == str(tmp_path / "first" / "adapter.gguf")
+
+
+@needs_extra
+@pytest.mark.parametrize("resume, message", [
+    ("first", "same folder"),
+    ("nowhere", "no adapter there"),
+    ("smollm2-135m", "has no adapter to continue"),
+])
+def test_a_resume_that_cannot_be_continued_is_one_line_and_exit_2(base, tmp_path, resume, message):
+    data = pairs_file(tmp_path)
+    (tmp_path / "first").mkdir()
+    where = resume if resume.startswith("smollm2") else tmp_path / resume
+    result = train("--data", data, "--base", base, "--out", tmp_path / "first", "--resume", where, "--held-back", "0")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1

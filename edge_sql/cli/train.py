@@ -38,6 +38,10 @@ def train_command(
                                         "else the CPU), cpu, cuda or cuda:N.")] = "auto",
     paraphrases: Annotated[bool, typer.Option("--paraphrases", help="Also train on Spider-Syn's paraphrased "
                                               "questions (train_spider_syn.json).")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", show_default=False,
+                                                  help="Start from an adapter trained before: a folder edgesql "
+                                                  "train wrote, a GGUF LoRA file, or a preset with one (e.g. "
+                                                  "smollm2-135m-sql); its rank, alpha and layers are kept.")] = None,
     held_back: Annotated[int, typer.Option("--held-back", min=0, help="Questions of the data set aside and scored "
                                            "with the real pipeline at the end (0: none).")] = 200,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, show_default=False,
@@ -59,7 +63,8 @@ def train_command(
 
     with training_progress(console) as on_step:
         trained = train_adapter(data, base, out, settings, paraphrases=paraphrases, held_back=held_back,
-                                limit=limit, threads=threads, command=command, say=say, on_step=on_step)
+                                limit=limit, threads=threads, command=command, say=say, on_step=on_step,
+                                resume=resume)
     summary = trained.summary
     rows = [("adapter", f"{trained.adapter} ({human_size(summary['adapter']['bytes'])})"),
             ("examples", f"{summary['examples']:,} in {summary['batches']:,} batches"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,80 @@ def adapter_tensors(state: dict, *, arch: str, heads: int, kv_heads: int) -> dic
             b = permute(b, kv_heads)
         out[module] = (a, b)
     return out
+
+
+def unpermute(weight: np.ndarray, heads: int) -> np.ndarray:
+    """The inverse of :func:`convert.writer.permute`: llama.cpp's interleaved RoPE rows back to transformers' order.
+
+    >>> from convert.writer import permute
+    >>> unpermute(permute(np.arange(8).reshape(8, 1), heads=2), heads=2).ravel().tolist()
+    [0, 1, 2, 3, 4, 5, 6, 7]
+    """
+    rows = weight.shape[0]
+    return (weight.reshape(heads, rows // heads // 2, 2, *weight.shape[1:])
+            .swapaxes(1, 2).reshape(weight.shape))
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A GGUF LoRA file read back: module → (A, B) in transformers' layout, its alpha, rank, blocks and base."""
+
+    tensors: dict
+    alpha: float
+    rank: int
+    blocks: tuple[int, ...]
+    base: str | None
+
+
+def read_adapter(path: Path, *, arch: str, blocks: int, heads: int, kv_heads: int) -> Adapter:
+    """Read a GGUF LoRA adapter (one :func:`write_adapter` wrote, or llama.cpp's converter) to start training from."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {path} as a LoRA adapter: {str(error).splitlines()[0]}") from None
+
+    def field(key: str):
+        found = reader.fields.get(key)
+        return None if found is None else found.contents()
+
+    if field("general.type") != "adapter" or field("adapter.type") != "lora":
+        raise UsageError(f"{path} is not a GGUF LoRA adapter")
+    architecture = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    if field("general.architecture") != gguf.MODEL_ARCH_NAMES[architecture]:
+        raise UsageError(f"{path} adapts a {field('general.architecture')} model, not this {arch} base")
+    names = gguf.get_tensor_name_map(architecture, blocks)
+    modules = {}
+    for block in range(blocks):
+        for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+            module = f"model.layers.{block}.{part}"
+            target = names.get_name(module + ".weight", try_suffixes=(".weight",))
+            if target is not None:
+                modules[target] = module
+    halves: dict[str, dict[str, np.ndarray]] = {}
+    for tensor in reader.tensors:
+        target, _, half = tensor.name.rpartition(".lora_")
+        if target not in modules or half not in ("a", "b"):
+            raise UsageError(f"{path} holds {tensor.name}, which this {arch} base with {blocks} layers does not have")
+        shape = tuple(int(n) for n in reversed(tensor.shape))  # GGUF lists dimensions innermost first
+        halves.setdefault(modules[target], {})[half] = np.asarray(tensor.data, dtype=np.float32).reshape(shape)
+    tensors = {}
+    for module, pair in halves.items():
+        if set(pair) != {"a", "b"}:
+            raise UsageError(f"{path} has only half of {module}'s LoRA pair")
+        a, b = pair["a"], pair["b"]
+        if arch == "llama" and module.endswith("q_proj"):
+            b = unpermute(b, heads)
+        elif arch == "llama" and module.endswith("k_proj"):
+            b = unpermute(b, kv_heads)
+        tensors[module] = (a, b)
+    ranks = {a.shape[0] for a, _ in tensors.values()}
+    if len(ranks) != 1:
+        raise UsageError(f"{path} mixes LoRA ranks {sorted(ranks)}; edgesql train continues one rank only")
+    used = tuple(sorted({int(module.split(".")[2]) for module in tensors}))
+    return Adapter(tensors, float(field("adapter.lora.alpha") or 0.0), ranks.pop(), used, field("edgesql.base"))
 
 
 def write_adapter(path: Path, tensors: dict, *, arch: str, blocks: int, alpha: float, name: str,

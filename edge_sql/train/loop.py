@@ -152,6 +152,24 @@ def lora_model(model, settings: Settings, blocks: int):
     return get_peft_model(model, config)
 
 
+def load_start(peft_model, start, torch) -> None:
+    """Set the LoRA weights to those of an adapter trained before (same rank, alpha and layers)."""
+    state = peft_model.state_dict()
+    wanted = {}
+    for module, (a, b) in start.tensors.items():
+        for half, value in (("A", a), ("B", b)):
+            key = f"base_model.model.{module}.lora_{half}.default.weight"
+            if key not in state or tuple(state[key].shape) != value.shape:
+                raise UsageError(f"the adapter to continue does not fit this base: {module} "
+                                 f"({'missing' if key not in state else 'another shape'})")
+            wanted[key] = torch.from_numpy(value).to(state[key].dtype)
+    lora_keys = {k for k in state if ".lora_" in k}
+    if set(wanted) != lora_keys:
+        raise UsageError("the adapter to continue adapts other projections than this training would "
+                         f"({len(wanted)} LoRA tensors, {len(lora_keys)} expected)")
+    peft_model.load_state_dict(wanted, strict=False)
+
+
 def schedule(step: int, total: int, warmup: int) -> float:
     """Warm-up, then cosine to zero.
 
@@ -189,19 +207,22 @@ def choose_device(asked: str, torch) -> str:
 
 
 def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpoints: Path,
-          on_step: Callable[[Progress], None] | None = None, blocks: int):
-    """Train a LoRA adapter on ``batches``; resumes from ``checkpoints`` when it holds one for the same batches and
-    settings. Returns the PEFT model and the mean loss of each epoch (or part of one)."""
+          on_step: Callable[[Progress], None] | None = None, blocks: int, start=None, start_digest: str = ""):
+    """Train a LoRA adapter on ``batches``, from ``start`` (an :class:`~edge_sql.train.adapter.Adapter`) when given;
+    resumes from ``checkpoints`` when it holds one for the same batches, settings and start. Returns the PEFT model
+    and the mean loss of each epoch (or part of one)."""
     import torch
 
     torch.manual_seed(settings.seed)
     peft_model = lora_model(model, settings, blocks)
+    if start is not None:
+        load_start(peft_model, start, torch)
     peft_model.train()
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
     order = plan(batches, settings.epochs, settings.seed)
     identity = {"settings": {k: v for k, v in asdict(settings).items() if k != "device"},
-                "batches": len(batches), "tokens": sum(b.tokens for b in batches)}
+                "batches": len(batches), "tokens": sum(b.tokens for b in batches), "start": start_digest}
     start, losses, window = 0, [], []  # window: this epoch's (summed loss, tokens) per batch
     saved = checkpoints / "checkpoint.pt"
     if saved.is_file():

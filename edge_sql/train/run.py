@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edge_sql.digest import file_sha256
 from edge_sql.errors import ModelError, UsageError
 from edge_sql.preset import GENERIC, Preset, get_preset
 from edge_sql.train.examples import PromptModel, hold_back, read_pairs, render
@@ -60,14 +61,18 @@ def load_base(base: str) -> Base:
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelError(f"no such model file: {path}")
+        from transformers.utils import logging as transformers_logging
+
         quiet = os.environ.get("TQDM_DISABLE")
         os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own progress bar
+        transformers_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelError(f"cannot read {path} as a model to train: {str(error).splitlines()[0]}") from None
         finally:
+            transformers_logging.enable_progress_bar()
             if quiet is None:
                 os.environ.pop("TQDM_DISABLE", None)
             else:
@@ -93,7 +98,7 @@ def context_of(base: Base) -> int:
 def train_adapter(data: Path, base: str, out: Path, settings: Settings = Settings(), *, paraphrases: bool = False,
                   held_back: int = 200, limit: int | None = None, threads: int | None = None,
                   command: str = "", say: Callable[[str], None] = lambda line: None,
-                  on_step=None) -> Trained:
+                  on_step=None, resume: str | Path | None = None) -> Trained:
     from convert.errors import require_extra
 
     require_extra("train", ("torch", "transformers", "peft"))
@@ -113,9 +118,21 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
         pairs = pairs[:limit]
     training, held = hold_back(pairs, held_back, settings.seed)
     device = choose_device(settings.device, torch)
+    start_path = None if resume is None else starting_adapter(resume, out)
     loaded = load_base(base)
     loaded.model.to(device)
     say(f"{len(pairs)} pairs from {data}: {len(training)} to train on, {len(held)} held back to score")
+    start, start_digest = None, ""
+    if start_path is not None:
+        start = read_start(start_path, loaded)
+        start_digest = file_sha256(start_path)
+        layers = None if start.blocks == tuple(range(loaded.blocks)) else len(start.blocks)
+        if layers is not None and start.blocks != tuple(range(loaded.blocks - layers, loaded.blocks)):
+            raise UsageError(f"{start_path} adapts layers {list(start.blocks)}; edgesql train continues adapters of "
+                             "all layers or of the top N")
+        settings = replace(settings, rank=start.rank, alpha=round(start.alpha), layers=layers)
+        say(f"continuing {start_path} (rank {start.rank}, alpha {start.alpha:g}, "
+            f"{len(start.blocks)} of {loaded.blocks} layers)")
     prompts = PromptModel(loaded.name, loaded.preset, context_of(loaded), loaded.tokenizer)
     rendered = render(training, prompts)
     if not rendered.examples:
@@ -128,7 +145,7 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
     try:
         out.mkdir(parents=True, exist_ok=True)
         model, losses = train(loaded.model, loaded.tokenizer, batches, settings, checkpoints=out / "checkpoints",
-                              on_step=on_step, blocks=loaded.blocks)
+                              on_step=on_step, blocks=loaded.blocks, start=start, start_digest=start_digest)
         seconds = time.monotonic() - started
         tensors = adapter_tensors(model.state_dict(), arch=loaded.arch, heads=loaded.heads, kv_heads=loaded.kv_heads)
         adapter = out / "adapter.gguf"
@@ -140,7 +157,8 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
         raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
     summary = {
         "command": command, "data": str(data), "paraphrases": paraphrases, "base": str(loaded.name),
-        "settings": asdict(settings), "pairs": len(pairs), "examples": len(rendered.examples),
+        "settings": asdict(settings), "resumed_from": None if start_path is None else str(start_path),
+        "pairs": len(pairs), "examples": len(rendered.examples),
         "skipped": rendered.skipped, "held_back": len(held), "batches": len(batches),
         "tokens_per_epoch": {"shared_prefix": shared, "plain": plain}, "loss_per_epoch": losses,
         "seconds": round(seconds, 1), "device": device_name(device, torch),
@@ -153,6 +171,38 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
         summary["held_back_ex"] = score_held_back(held, loaded.gguf, loaded.preset, adapter, out, threads, say)
     write_summary(out, summary)
     return Trained(out, adapter, summary)
+
+
+def starting_adapter(resume: str | Path, out: Path) -> Path:
+    """The adapter file ``--resume`` names: a folder ``edgesql train`` wrote, a GGUF LoRA file, or a preset that
+    ships one (``smollm2-135m-sql``: go on teaching edgesql's own model your database's questions)."""
+    from edge_sql.weights import adapter_path
+
+    preset = get_preset(str(resume))
+    if preset is not None:
+        path = adapter_path(preset)
+        if path is None:
+            raise UsageError(f"--resume {resume}: that preset has no adapter to continue")
+        return path
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        if out.resolve() == path.resolve():
+            raise UsageError(f"--resume {path} and --out are the same folder; give a new --out folder (the adapter "
+                             "you continue stays as it is)")
+        path = path / "adapter.gguf"
+    if not path.is_file():
+        raise UsageError(f"--resume {resume}: no adapter there (give a folder edgesql train wrote, a GGUF LoRA file "
+                         "or a preset with an adapter)")
+    return path
+
+
+def read_start(path: Path, loaded: Base):
+    from edge_sql.train.adapter import read_adapter
+
+    start = read_adapter(path, arch=loaded.arch, blocks=loaded.blocks, heads=loaded.heads, kv_heads=loaded.kv_heads)
+    if start.base and Path(start.base).stem != Path(str(loaded.name)).stem:
+        raise UsageError(f"{path} was trained on {start.base}, not {loaded.name}: give --base {start.base}")
+    return start
 
 
 def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, threads: int | None, say) -> dict:
