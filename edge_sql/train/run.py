@@ -9,8 +9,9 @@ interrupted run: the same command again).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import resource
 import sys
 import time
@@ -23,6 +24,7 @@ from edge_sql.errors import ModelError, UsageError
 from edge_sql.preset import GENERIC, Preset, get_preset
 from edge_sql.train.examples import PromptModel, hold_back, read_pairs, render
 from edge_sql.train.loop import Settings
+
 
 @dataclass
 class Base:
@@ -52,7 +54,8 @@ def load_base(base: str) -> Base:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from convert.source import load as load_hf, quiet_libraries
+    from convert.source import load as load_hf
+    from convert.source import quiet_libraries
     from edge_sql.weights import weights_path
 
     quiet_libraries()
@@ -61,22 +64,12 @@ def load_base(base: str) -> Base:
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelError(f"no such model file: {path}")
-        from transformers.utils import logging as transformers_logging
-
-        quiet = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own progress bar
-        transformers_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            with contextlib.redirect_stderr(io.StringIO()):  # transformers' GGUF reader draws a progress bar
+                tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+                model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelError(f"cannot read {path} as a model to train: {str(error).splitlines()[0]}") from None
-        finally:
-            transformers_logging.enable_progress_bar()
-            if quiet is None:
-                os.environ.pop("TQDM_DISABLE", None)
-            else:
-                os.environ["TQDM_DISABLE"] = quiet
         gguf, arch = path, model.config.model_type
     else:
         source = load_hf(base)
@@ -207,13 +200,13 @@ def read_start(path: Path, loaded: Base):
 
 def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, threads: int | None, say) -> dict:
     """EX of the trained model on the held-back pairs, through the real pipeline (greedy and vote of 5)."""
+    import importlib.util
+
     from edge_sql.backends.llama import LlamaModel
     from edge_sql.eval.datasets import Dataset
     from edge_sql.eval.report import report_to_dict
     from edge_sql.eval.run import evaluate
     from edge_sql.steps.generate import Sampling
-
-    import importlib.util
 
     lines = [{"question": p.question, "query": p.gold, "db": str(p.db_path)} for p in held]
     (out / "held-back.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
