@@ -285,3 +285,21 @@ def test_a_resume_that_cannot_be_continued_is_one_line_and_exit_2(base, tmp_path
     result = train("--data", data, "--base", base, "--out", tmp_path / "first", "--resume", where, "--held-back", "0")
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_sigterm_stops_training_as_ctrl_c_does():
+    """`timeout`, a batch scheduler or `kill` send SIGTERM: training turns it into the Ctrl-C path, which keeps the
+    checkpoint (the interrupted-run test above), and puts the previous handler back afterwards."""
+    import os
+    import signal
+
+    from edge_sql.train.loop import restore_sigterm, stop_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    previous = stop_on_sigterm()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next bytecode
+    finally:
+        restore_sigterm(previous)
+    assert signal.getsignal(signal.SIGTERM) == before
