@@ -177,8 +177,9 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     assert report["dataset"]["layout"] == "spider" and report["dataset"]["metric"] == "spider"
     assert report["sampling"] == {"candidates": 3, "temperature": 0.7, "seed": 42, "max_tokens": None}  # None: derived per question
     for result in report["results"]:
-        assert set(result) == {"candidates", "label", "questions", "right", "ex", "valid", "invalid", "failed",
-                               "valid_share", "invalid_share", "failed_share", "no_answer", "hardness"}
+        assert set(result) == {"candidates", "label", "questions", "right", "ex", "nonempty_questions",
+                               "nonempty_right", "ex_nonempty", "valid", "invalid", "failed", "valid_share",
+                               "invalid_share", "failed_share", "no_answer", "hardness"}
         assert set(result["hardness"]) <= {"easy", "medium", "hard", "extra", "unknown"}
         assert sum(level["questions"] for level in result["hardness"].values()) == result["questions"]
         assert all(set(level) == {"questions", "right", "ex"} for level in result["hardness"].values())
@@ -186,14 +187,34 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     assert set(report["tokens"]) == {"prompt", "generated", "prompt_per_second", "generated_per_second", "source"}
     assert report["tokens"]["prompt"] > 0 and report["peak_rss_mib"] > 0
     record = report["records"][1]
-    assert set(record) == {"index", "db_id", "question", "gold", "hardness", "skipped", "error", "seconds", "tokens",
-                           "answers"}
+    assert set(record) == {"index", "db_id", "question", "gold", "hardness", "gold_empty", "skipped", "error",
+                           "seconds", "tokens", "answers"}
     assert record["hardness"] == "medium"
     assert [a["candidates"] for a in record["answers"]] == [1, 3]
     assert set(record["answers"][0]) == {"candidates", "sql", "right", "votes", "valid", "invalid", "failed", "error"}
     assert [a["right"] for a in record["answers"]] == [False, True]
     assert report["records"][4]["answers"][1] == {"candidates": 3, "sql": NO_ANSWER, "right": False, "votes": 0,
                                                   "valid": 0, "invalid": 3, "failed": 0, "error": "no valid candidate"}
+
+
+def test_ex_is_also_reported_on_the_questions_whose_gold_result_is_not_empty(tmp_path, fake_model):
+    """Two empty results are equal, so a query that returns nothing is right on every empty-gold question: the
+    report says EX on the others too."""
+    questions = [("How many singers are there?", "SELECT count(*) FROM singer", "concert_singer"),
+                 ("Singers older than 90?", "SELECT name FROM singer WHERE age > 90", "concert_singer"),
+                 ("Singers from Peru?", "SELECT name FROM singer WHERE country = 'Peru'", "concert_singer")]
+    spider = spider_dataset(tmp_path / "spider", questions)
+    fake_model("SELECT count(*) FROM singer WHERE age > 100",  # wrong on the one non-empty question
+               "SELECT name FROM singer WHERE age > 200", "SELECT name FROM singer WHERE age > 300")  # 'right'
+    report_path = tmp_path / "report.json"
+    result = run_eval("--data", str(spider), "--model", "fake", "-n", "1", "--report", str(report_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    greedy = report["results"][0]
+    assert (greedy["right"], greedy["questions"]) == (2, 3)
+    assert (greedy["nonempty_right"], greedy["nonempty_questions"], greedy["ex_nonempty"]) == (0, 1, 0.0)
+    assert [r["gold_empty"] for r in report["records"]] == [False, True, True]
+    assert "EX non-empty" in result.stdout and "0.0% (0/1)" in result.stdout
 
 
 def test_predictions_are_one_line_each_in_spider_format(spider, fake_model, tmp_path):

@@ -188,14 +188,17 @@ def print_report(report, console) -> None:
 
     table = Table(title=f"EX on {name} · {report.model} · {len(report.scored)} questions · {describe(report.remedies)}",
                   title_justify="left")
-    for column in ("answer", "EX", "right", "valid", "invalid", "failed"):
+    for column in ("answer", "EX", "right", "EX non-empty", "valid", "invalid", "failed"):
         table.add_column(column, justify="left" if column == "answer" else "right")
     for s in summaries:
-        table.add_row(s.label, percent(s.ex), f"{s.right}/{s.questions}", percent(s.share(s.valid)),
+        table.add_row(s.label, percent(s.ex), f"{s.right}/{s.questions}",
+                      f"{percent(s.ex_nonempty)} ({s.nonempty[1]}/{s.nonempty[0]})", percent(s.share(s.valid)),
                       percent(s.share(s.invalid)), percent(s.share(s.failed)))
     console.print(table)
-    console.print("valid, invalid, failed: shares of all candidates (invalid = parse or schema errors, "
-                  "failed = errors or timeouts when run)", style="dim", highlight=False)
+    console.print("EX non-empty: on the questions whose gold result has rows (two empty results are equal, so a wrong "
+                  "query that returns nothing scores on the others); valid, invalid, failed: shares of all candidates "
+                  "(invalid = parse or schema errors, failed = errors or timeouts when run)", style="dim",
+                  highlight=False)
 
     levels = [lv for lv in (*LEVELS, "unknown") if summaries and lv in summaries[0].by_hardness]
     if levels:

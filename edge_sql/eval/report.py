@@ -44,6 +44,7 @@ class Record:
     seconds: float = 0.0
     tokens: dict[str, int] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)  # generate_seconds, and the model's counters if it has them
+    gold_empty: bool | None = None  # the gold query returns no rows: any wrong query that returns none scores too
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,17 @@ class Summary:
     failed: int
     no_answer: int  # questions where no candidate ran
     by_hardness: dict[str, tuple[int, int]]  # level -> (questions, right)
+    nonempty: tuple[int, int] = (0, 0)  # (questions, right) among those whose gold result is not empty
 
     @property
     def ex(self) -> float | None:
         return self.right / self.questions if self.questions else None
+
+    @property
+    def ex_nonempty(self) -> float | None:
+        """EX on the questions whose gold result has rows: two empty results are equal, so a wrong query that
+        returns nothing is right on every empty-gold question, and EX over all questions flatters a weak model."""
+        return self.nonempty[1] / self.nonempty[0] if self.nonempty[0] else None
 
     @property
     def label(self) -> str:
@@ -120,14 +128,17 @@ def summarize(records, candidates: int) -> Summary:
     totals, questions, right = Counter(), Counter(), Counter()
     for record in records:
         outcome = next(o for o in record.outcomes if o.candidates == candidates)
-        totals.update(valid=outcome.valid, invalid=outcome.invalid, failed=outcome.failed, right=outcome.right,
-                      no_answer=outcome.valid == 0)
+        if record.gold_empty is False:
+            totals.update(nonempty=1, nonempty_right=int(outcome.right))
+        totals.update(valid=outcome.valid, invalid=outcome.invalid, failed=outcome.failed, right=int(outcome.right),
+                      no_answer=int(outcome.valid == 0))
         level = record.hardness or "unknown"
         questions[level] += 1
         right[level] += outcome.right
     levels = [lv for lv in LEVELS if questions[lv]] + (["unknown"] if questions["unknown"] else [])
     return Summary(candidates, len(records), totals["right"], totals["valid"], totals["invalid"], totals["failed"],
-                   totals["no_answer"], {lv: (questions[lv], right[lv]) for lv in levels})
+                   totals["no_answer"], {lv: (questions[lv], right[lv]) for lv in levels},
+                   (totals["nonempty"], totals["nonempty_right"]))
 
 
 def percentile(values: list[float], quantile: float) -> float | None:
@@ -177,7 +188,8 @@ def report_to_dict(report: Report) -> dict:
     for s in report.summaries:
         results.append({
             "candidates": s.candidates, "label": s.label, "questions": s.questions, "right": s.right,
-            "ex": rate(s.ex), "valid": s.valid, "invalid": s.invalid, "failed": s.failed,
+            "ex": rate(s.ex), "nonempty_questions": s.nonempty[0], "nonempty_right": s.nonempty[1],
+            "ex_nonempty": rate(s.ex_nonempty), "valid": s.valid, "invalid": s.invalid, "failed": s.failed,
             "valid_share": rate(s.share(s.valid)), "invalid_share": rate(s.share(s.invalid)),
             "failed_share": rate(s.share(s.failed)), "no_answer": s.no_answer,
             "hardness": {level: {"questions": n, "right": r, "ex": rate(r / n if n else None)}
@@ -211,7 +223,8 @@ def report_to_dict(report: Report) -> dict:
 def record_to_dict(record: Record) -> dict:
     return {
         "index": record.index, "db_id": record.db_id, "question": record.question, "gold": record.gold,
-        "hardness": record.hardness, "skipped": record.skipped, "error": record.error, "seconds": record.seconds,
+        "hardness": record.hardness, "gold_empty": record.gold_empty, "skipped": record.skipped,
+        "error": record.error, "seconds": record.seconds,
         "tokens": record.tokens,
         "answers": [{"candidates": o.candidates, "sql": o.sql, "right": o.right, "votes": o.votes, "valid": o.valid,
                      "invalid": o.invalid, "failed": o.failed, "error": o.error} for o in record.outcomes],

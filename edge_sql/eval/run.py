@@ -71,6 +71,7 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
         gold = run_gold(example, comparison_files(example, layout), metric, open_db)
     except QueryFailed as error:
         return [replace(record, skipped=f"gold query failed: {error}")] * len(variants)
+    record = replace(record, gold_empty=not any(rows for _, rows in gold.results))
     started = time.perf_counter()
     try:
         setup = Setup(db, model, sampling, limits, first)
