@@ -173,7 +173,7 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
                            "results", "latency", "tokens", "peak_rss_mib", "wall_seconds", "skipped_questions",
                            "records"}
     assert set(report["dataset"]) == {"path", "layout", "metric", "questions", "selected", "db", "limit", "shuffle",
-                                      "seed"}
+                                      "seed", "shard"}
     assert report["dataset"]["layout"] == "spider" and report["dataset"]["metric"] == "spider"
     assert report["sampling"] == {"candidates": 3, "temperature": 0.7, "seed": 42, "max_tokens": None}  # None: derived per question
     for result in report["results"]:
@@ -188,7 +188,7 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     assert report["tokens"]["prompt"] > 0 and report["peak_rss_mib"] > 0
     record = report["records"][1]
     assert set(record) == {"index", "db_id", "question", "gold", "hardness", "gold_empty", "skipped", "error",
-                           "seconds", "tokens", "answers"}
+                           "seconds", "tokens", "costs", "answers"}
     assert record["hardness"] == "medium"
     assert [a["candidates"] for a in record["answers"]] == [1, 3]
     assert set(record["answers"][0]) == {"candidates", "sql", "right", "votes", "valid", "invalid", "failed", "error"}

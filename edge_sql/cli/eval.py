@@ -33,9 +33,11 @@ def parse_counts(text: str) -> tuple[int, ...]:
 
 
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="A Spider or BIRD folder (dev.json and its databases), one of "
-                                       "their JSON files, or a JSONL file of {question, query, db}.",
-                                       show_default=False)],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A Spider or BIRD folder (dev.json and its "
+                                                 "databases), one of their JSON files, or a JSONL file of {question, "
+                                                 "query, db}.", show_default=False)] = None,
+    parts: Annotated[Optional[list[Path]], typer.Argument(metavar="[REPORT]...", show_default=False,
+                                                          help="With --combine: the shard reports to merge.")] = None,
     model: Annotated[str, typer.Option("--model", "-m",
                                        help="A preset name or the path of a GGUF file.")] = "smollm2-135m",
     candidates: Annotated[str, typer.Option("--candidates", "-n", metavar="COUNTS",
@@ -63,9 +65,20 @@ def eval_command(
     merge: MergeOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
+                                                 help="Run only the K-th of N contiguous slices of the questions "
+                                                 "(after --db, --shuffle and --limit); merge the N reports with "
+                                                 "--combine.")] = None,
+    combine: Annotated[bool, typer.Option("--combine", help="Merge the reports of a --shard run (given as "
+                                          "arguments) into the report of one run, and print it.")] = False,
 ) -> None:
     """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
-    from edge_sql.eval.datasets import load_dataset, select_examples
+    if combine or parts:
+        return combine_command(parts or [], data, shard, report, predictions)
+    if data is None:
+        raise typer.BadParameter("give the questions to run (a Spider or BIRD folder, or a JSONL file)",
+                                 param_hint="--data")
+    from edge_sql.eval.datasets import load_dataset, parse_shard, select_examples, shard_examples
     from edge_sql.eval.report import report_to_dict, write_predictions
     from edge_sql.eval.run import evaluate
     from edge_sql.steps.generate import Sampling
@@ -78,12 +91,16 @@ def eval_command(
         check_writable(path, option)
     dataset = load_dataset(data)
     examples = select_examples(dataset.examples, db=tuple(db or ()), limit=limit, shuffle=shuffle, seed=seed)
+    part = None if shard is None else parse_shard(shard)
+    if part is not None:
+        examples = shard_examples(examples, part)
     with status("Loading the model…"):
         loaded = load_model(model, threads=threads)
     sampling = Sampling(candidates=max(counts), seed=seed,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),
-                 "limit": limit, "shuffle": shuffle, "seed": seed}
+                 "limit": limit, "shuffle": shuffle, "seed": seed,
+                 "shard": None if part is None else {"k": part[0], "of": part[1]}}
     with Progress(len(examples), counts) as progress:
         result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout), selection=selection,
                           progress=progress.advance, remedies=remedies)
@@ -95,6 +112,28 @@ def eval_command(
     if result.interrupted:
         stderr_console().print("edgesql: interrupted: the report covers the questions done")
         raise typer.Exit(130)
+
+
+def combine_command(parts: list[Path], data: Path | None, shard: str | None, report: Path | None,
+                    predictions: Path | None) -> None:
+    """``eval --combine part*.json``: the shards' reports merged into one run's, written and printed."""
+    from edge_sql.eval.combine import combine
+    from edge_sql.eval.report import report_to_dict, write_predictions
+
+    if data is not None or shard is not None:
+        raise typer.BadParameter("--combine merges reports already written; it runs no questions",
+                                 param_hint="--data" if data is not None else "--shard")
+    if not parts:
+        raise typer.BadParameter("give the shard reports to merge, e.g. edgesql eval --combine part*.json",
+                                 param_hint="--combine")
+    for path, option in ((report, "--report"), (predictions, "--predictions")):
+        check_writable(path, option)
+    merged = combine(parts)
+    if report is not None:
+        report.write_text(json.dumps(report_to_dict(merged), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if predictions is not None:
+        write_predictions(merged, predictions)
+    print_report(merged, stdout_console())
 
 
 def check_writable(path: Path | None, option: str) -> None:

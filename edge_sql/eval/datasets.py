@@ -118,6 +118,35 @@ def select_examples(examples, *, db: tuple[str, ...] = (), limit: int | None = N
     return chosen[:limit] if limit is not None else chosen
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/8"`` → ``(3, 8)``: the third of eight slices; :class:`UsageError` for anything else.
+
+    >>> parse_shard("3/8")
+    (3, 8)
+    """
+    part, _, total = text.partition("/")
+    try:
+        k, n = int(part), int(total)
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text}: give K/N with 1 <= K <= N, e.g. 3/8")
+    return k, n
+
+
+def shard_examples(examples: list, shard: tuple[int, int]) -> list:
+    """The K-th of N contiguous, near-equal slices (questions on one database stay together, so each machine opens
+    few databases and reuses its schema caches); the N slices together are the questions, each once, in order.
+
+    >>> [shard_examples(list(range(7)), (k, 3)) for k in (1, 2, 3)]
+    [[0, 1, 2], [3, 4], [5, 6]]
+    """
+    k, n = shard
+    size, extra = divmod(len(examples), n)
+    start = (k - 1) * size + min(k - 1, extra)
+    return examples[start:start + size + (1 if k <= extra else 0)]
+
+
 def comparison_files(example: Example, layout: str) -> tuple[Path, ...]:
     """The database files a prediction is compared on: for Spider, as its evaluator does, every file with
     ``.sqlite`` in its name in the question's database folder (a test suite); otherwise the database itself."""

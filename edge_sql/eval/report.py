@@ -225,7 +225,7 @@ def record_to_dict(record: Record) -> dict:
         "index": record.index, "db_id": record.db_id, "question": record.question, "gold": record.gold,
         "hardness": record.hardness, "gold_empty": record.gold_empty, "skipped": record.skipped,
         "error": record.error, "seconds": record.seconds,
-        "tokens": record.tokens,
+        "tokens": record.tokens, "costs": record.costs,
         "answers": [{"candidates": o.candidates, "sql": o.sql, "right": o.right, "votes": o.votes, "valid": o.valid,
                      "invalid": o.invalid, "failed": o.failed, "error": o.error} for o in record.outcomes],
     }
