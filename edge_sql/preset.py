@@ -151,6 +151,8 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "trained": Key(str, True, "the edgesql train command that made it"),
         "data": Key(str, True, "what it was trained on, with the data's license"),
         "seconds": Key(float, False, "how long training took", at_least(0.0)),
+        "hardware": Key(str, False, "what it was trained on"),
+        "stopped": Key(str, False, "where training stopped, when before the end of its schedule"),
         "measured": Key(str, False, "its measured accuracy, with the command"),
     },
 }
