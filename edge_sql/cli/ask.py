@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, MaxRowsOpt, ModelOpt, OutputOpt, Output, SeedOpt,
-                                 SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured,
-                                 status, stderr_console, stdout_console, writing_to)
+from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, ModelOpt, OutputOpt,
+                                 Output, SeedOpt, SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt,
+                                 check_format, configured, status, stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import NoValidCandidate
@@ -33,9 +33,8 @@ def ask(
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
                                           "each clause does (read from the query, no model call).")] = False,
     output: OutputOpt = None,
-    log: Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
-                                      "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")] = False,
-    log_rows: Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")] = False,
+    log: LogOpt = False,
+    log_rows: LogRowsOpt = False,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -181,6 +180,8 @@ def shell(
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
     threads: ThreadsOpt = None,
+    log: LogOpt = False,
+    log_rows: LogRowsOpt = False,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -193,7 +194,8 @@ def shell(
 
     from edge_sql.steps.database import open_database
     from edge_sql.backends import load_model
-    from edge_sql.cli.shell import Shell, history_path, run_loop
+    from edge_sql.cli.history import history_path
+    from edge_sql.cli.shell import Shell, run_loop
 
     check_format(fmt)
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
@@ -210,7 +212,8 @@ def shell(
         console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,
                                          width=shutil.get_terminal_size().columns))
         session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
-                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console, remedies=remedies)
+                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console, remedies=remedies,
+                        log=log, log_rows=log_rows)
         if interactive:
             stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
                                    ".quit or Ctrl-D to leave")

@@ -31,6 +31,9 @@ CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0, show_default=False,
                            help="Sampling temperature for candidates after the first. [default: preset's]")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")]
+LogOpt = Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
+                  "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")]
+LogRowsOpt = Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
                        "[default: the physical cores this process may use]", show_default=False)]
 
