@@ -24,6 +24,8 @@ MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
 SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.01, show_default=False,
                               help="Seconds a query may run before it is stopped. [default: 10]")]
+MemoryOpt = Annotated[int, typer.Option("--memory", min=16, help="MiB of memory a query may use before it is "
+                     "stopped (it runs in a worker process that the operating system holds to this).")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the output to this file instead "
                       "of stdout (no colour).", show_default=False)]
 CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64, help="How many candidate "

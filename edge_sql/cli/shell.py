@@ -43,7 +43,7 @@ class Shell:
 
     def __init__(self, db: Database, model: Model, *, load: Callable[[str], Model] | None = None,
                  candidates: int | None = None, temperature: float | None = None, seed: int = 42,
-                 fmt: str = "table", max_rows: int = 100, timeout: float = 10.0,
+                 fmt: str = "table", max_rows: int = 100, timeout: float = 10.0, memory: int = 1024,
                  console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies(),
                  log: bool = False, log_rows: bool = False):
         from edge_sql.cli.output import FORMATS
@@ -52,7 +52,7 @@ class Shell:
             raise UsageError(f"{fmt!r} is not one of {', '.join(FORMATS)}")
         self.db, self.model, self.load = db, model, load
         self.candidates, self.temperature, self.seed = candidates, temperature, seed
-        self.fmt, self.max_rows, self.timeout = fmt, max_rows, timeout
+        self.fmt, self.max_rows, self.timeout, self.memory = fmt, max_rows, timeout, memory
         self.remedies = remedies
         self.log, self.log_rows = log, log_rows  # append each answer to the question log (cli/log.py)
         self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
@@ -101,7 +101,7 @@ class Shell:
             temperature=preset.temperature if self.temperature is None else self.temperature,
             seed=self.seed,
         )
-        limits = Limits(max_rows=self.max_rows, timeout=self.timeout)
+        limits = Limits(max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
         try:
             answer = ask(question, Setup(self.db, self.model, sampling, limits, self.remedies), context=self.context)
         except NoValidCandidate as failure:
@@ -132,7 +132,7 @@ class Shell:
         if not query:
             raise UsageError(".sql needs a query, e.g. .sql SELECT count(*) FROM customers")
         checked = check(query, self.db.dialect).sql(dialect=self.db.dialect)
-        result = execute(self.db, checked, max_rows=self.max_rows, timeout=self.timeout)
+        result = execute(self.db, checked, max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
         return self.render(lambda console: print_result(result, checked, self.fmt, max_rows=self.max_rows,
                                                         console=console))
 
