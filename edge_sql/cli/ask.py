@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, MemoryOpt, ModelOpt, OutputOpt,
-                                 Output, SeedOpt, SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt,
-                                 check_format, configured, status, stderr_console, stdout_console, writing_to)
+from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, MemoryOpt, ModelOpt,
+                                 Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingTimeoutOpt, TemperatureOpt,
+                                 ThreadsOpt, TimeoutOpt, check_format, configured, status, stderr_console,
+                                 stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import NoValidCandidate
@@ -26,7 +27,7 @@ def ask(
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
-    memory: MemoryOpt = 1024,
+    memory: SettingMemoryOpt = None,
     show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
                                              "candidates agree on a result.")] = False,
@@ -53,7 +54,8 @@ def ask(
 
     check_format(fmt)
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
-    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
+                                                                           memory, threads)
     question = clean_question(question)
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads)
@@ -183,7 +185,7 @@ def shell(
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
-    memory: MemoryOpt = 1024,
+    memory: SettingMemoryOpt = None,
     threads: ThreadsOpt = None,
     log: LogOpt = False,
     log_rows: LogRowsOpt = False,
@@ -205,7 +207,8 @@ def shell(
 
     check_format(fmt)
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
-    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
+                                                                           memory, threads)
     interactive = sys.stdin.isatty()
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads)

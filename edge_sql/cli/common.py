@@ -26,6 +26,9 @@ SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.0
                               help="Seconds a query may run before it is stopped. [default: 10]")]
 MemoryOpt = Annotated[int, typer.Option("--memory", min=16, help="MiB of memory a query may use before it is "
                      "stopped (it runs in a worker process that the operating system holds to this).")]
+SettingMemoryOpt = Annotated[Optional[int], typer.Option("--memory", min=16, show_default=False,
+                             help="MiB of memory a query may use before it is stopped (it runs in a worker process "
+                             "that the operating system holds to this). [default: 1024]")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the output to this file instead "
                       "of stdout (no colour).", show_default=False)]
 CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64, help="How many candidate "
@@ -93,15 +96,16 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def configured(model, candidates, temperature, timeout, threads) -> tuple:
+def configured(model, candidates, temperature, timeout, memory, threads) -> tuple:
     """The flags, with what the config file sets for those not given (see ``edgesql config show``)."""
     from edge_sql.config import effective_settings
 
     settings = effective_settings(model=model, candidates=candidates, temperature=temperature, timeout=timeout,
-                                  threads=threads)
+                                  memory=memory, threads=threads)
     if settings["model"].source == "EDGESQL_MODEL":  # chosen_model() reads it, and says so
         settings["model"] = settings["model"].__class__("model", None, "EDGESQL_MODEL")
-    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "threads"))
+    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "memory",
+                                                   "threads"))
 
 
 @contextmanager
