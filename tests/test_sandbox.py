@@ -123,3 +123,15 @@ def test_a_candidate_that_runs_out_of_memory_is_an_invalid_vote_not_a_crash(shop
     assert answer["rows"] == [[40]]
     first = answer["ballot"][0]
     assert first["verdict"] in ("execution_error", "timeout") and first["votes"] == 0
+
+
+def test_the_memory_ceiling_comes_from_the_flag_else_the_config_file(shop, fake_model, tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text("memory = 48\n")
+    monkeypatch.setenv("EDGESQL_CONFIG", str(config))
+    fake_model(CHAIN)
+    arguments = ["ask", "--db", str(shop), "--model", "fake", "-n", "1", "--format", "json", "--no-grammar",
+                 "--no-hints", "How long?"]
+    first = json.loads(runner.invoke(app, arguments).stdout)["ballot"][0]["error"]
+    second = json.loads(runner.invoke(app, [*arguments, "--memory", "40"]).stdout)["ballot"][0]["error"]
+    assert "the 48 MiB memory limit" in first and "the 40 MiB memory limit" in second
