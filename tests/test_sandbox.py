@@ -135,3 +135,10 @@ def test_the_memory_ceiling_comes_from_the_flag_else_the_config_file(shop, fake_
     first = json.loads(runner.invoke(app, arguments).stdout)["ballot"][0]["error"]
     second = json.loads(runner.invoke(app, [*arguments, "--memory", "40"]).stdout)["ballot"][0]["error"]
     assert "the 48 MiB memory limit" in first and "the 40 MiB memory limit" in second
+
+
+def test_a_database_named_by_a_relative_path_is_found_by_the_worker(shop, monkeypatch):
+    monkeypatch.chdir(shop.parent)
+    result = run(shop.name, "SELECT count(*) FROM customers")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == [[40]]

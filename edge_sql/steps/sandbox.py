@@ -68,7 +68,7 @@ class Worker:
     """A process that runs queries on one database under a memory ceiling; see the module's docstring."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # the worker runs in /
         self.process: subprocess.Popen | None = None
         self.ready = False
         self.starts = 0  # how many processes this worker has started (a new one after each kill)
