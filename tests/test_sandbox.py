@@ -142,3 +142,23 @@ def test_a_database_named_by_a_relative_path_is_found_by_the_worker(shop, monkey
     result = run(shop.name, "SELECT count(*) FROM customers")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == [[40]]
+
+
+def test_ctrl_c_while_a_query_runs_stops_the_worker_and_the_next_query_gets_its_own_answer(shop, monkeypatch):
+    """An interrupted wait must not leave the old query's answer in the pipe for the next query to read."""
+    endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+    with isolate(open_database(shop)) as db:
+        db.worker.wait_ready()
+        real, pressed = sandbox.receive, []
+
+        def interrupted(stream, deadline):
+            if not pressed:  # Ctrl-C once, while the endless query runs
+                pressed.append(True)
+                raise KeyboardInterrupt
+            return real(stream, deadline)
+
+        monkeypatch.setattr(sandbox, "receive", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            execute(db, endless, timeout=60)
+        assert db.worker.process is None
+        assert execute(db, "SELECT count(*) FROM products").rows == ((25,),)

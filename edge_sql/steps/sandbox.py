@@ -108,7 +108,11 @@ class Worker:
         except OSError:
             self.stop()
             raise QueryFailed("the query worker stopped before the query could run") from None
-        reply = receive(self.process.stdout, time.monotonic() + timeout + GRACE)
+        try:
+            reply = receive(self.process.stdout, time.monotonic() + timeout + GRACE)
+        except BaseException:  # Ctrl-C while waiting: the answer would come to the next query, so the worker goes
+            self.stop()
+            raise
         if reply is None:  # past the deadline, or the worker died
             died = self.process.poll()
             self.stop()
@@ -165,6 +169,7 @@ def serve(path: str) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):  # nothing else (an engine's message, a stray print) may write into the protocol
         os.dup2(devnull, fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the worker if need be
     resource = no_core_no_files()
     try:
         db = open_database(path)
