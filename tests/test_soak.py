@@ -3,7 +3,7 @@ the tiny GGUF fixture. Resident memory after the first 50 questions and after th
 file descriptors do not grow, and the prefix cache stays under its cap.
 
 Each run takes about a minute on a 2-core machine; ``-m "not soak"`` leaves them out. ``EDGESQL_SOAK_QUESTIONS``
-changes the count (the checks stay the same: after 50, and after the last).
+changes the count (the checks stay the same: after 50, and after the last), ``EDGESQL_SOAK_MODEL`` the model.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from conftest import EXAMPLES, ROOT
 from edge_sql.backends.prefix import PrefixStore
 
 QUESTIONS = int(os.environ.get("EDGESQL_SOAK_QUESTIONS", "500"))
+#: A preset or GGUF file to soak instead of the tiny fixture (the demo model: ``smollm2-135m-sql``, fewer questions).
+MODEL = os.environ.get("EDGESQL_SOAK_MODEL")
 FIRST = 50
 ASKED = ["How many customers are there?", "Which products cost more than 100?", "How many orders were cancelled?",
          "List the customers from Spain.", "What is the average price of a product?", "now only for 2024",
@@ -38,7 +40,7 @@ def tiny_gguf(tmp_path_factory):
     pytest.importorskip("llama_cpp")
     from fixtures.tiny_gguf import write_tiny_gguf
 
-    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", context=4096)
+    return MODEL or write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", context=4096)
 
 
 def process_tree(pid: int) -> list[int]:
