@@ -162,3 +162,19 @@ def test_ctrl_c_while_a_query_runs_stops_the_worker_and_the_next_query_gets_its_
             execute(db, endless, timeout=60)
         assert db.worker.process is None
         assert execute(db, "SELECT count(*) FROM products").rows == ((25,),)
+
+
+def test_a_worker_killed_from_outside_mid_query_is_reported_and_replaced(shop):
+    """As the kernel's OOM killer would end it: SIGKILL while the query runs."""
+    import os
+    import threading
+
+    endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+    with isolate(open_database(shop)) as db:
+        db.worker.wait_ready()
+        killer = threading.Timer(0.5, os.kill, (db.worker.process.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(QueryOutOfMemory):
+            execute(db, endless, timeout=60)
+        killer.join()
+        assert execute(db, "SELECT count(*) FROM customers").rows == ((40,),) and db.worker.starts == 2

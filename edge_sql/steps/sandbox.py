@@ -108,13 +108,14 @@ class Worker:
         except OSError:
             self.stop()
             raise QueryFailed("the query worker stopped before the query could run") from None
+        deadline = time.monotonic() + timeout + GRACE
         try:
-            reply = receive(self.process.stdout, time.monotonic() + timeout + GRACE)
+            reply = receive(self.process.stdout, deadline)
         except BaseException:  # Ctrl-C while waiting: the answer would come to the next query, so the worker goes
             self.stop()
             raise
-        if reply is None:  # past the deadline, or the worker died
-            died = self.process.poll()
+        if reply is None:  # past the deadline, or the worker died (its output ended first)
+            died = None if time.monotonic() >= deadline else exit_status(self.process)
             self.stop()
             if died is None:
                 raise QueryTimeout(timeout_message(timeout))
@@ -157,6 +158,14 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         self.stop()
+
+
+def exit_status(process: subprocess.Popen) -> int | None:
+    """How a worker whose output ended has ended (None if it has not within a second: it is then killed)."""
+    try:
+        return process.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 # -- the worker's side --------------------------------------------------------------------------------------------------
