@@ -10,9 +10,11 @@ outside by ``benchmarks/sandbox.py``, not here; what is asserted is that a limit
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from typer.testing import CliRunner
@@ -166,9 +168,6 @@ def test_ctrl_c_while_a_query_runs_stops_the_worker_and_the_next_query_gets_its_
 
 def test_a_worker_killed_from_outside_mid_query_is_reported_and_replaced(shop):
     """As the kernel's OOM killer would end it: SIGKILL while the query runs."""
-    import os
-    import threading
-
     endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
     with isolate(open_database(shop)) as db:
         db.worker.wait_ready()
