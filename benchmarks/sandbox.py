@@ -79,29 +79,44 @@ def snapshot(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def attack(engine: str, name: str, sql: str, timeout: float) -> dict:
+def attack(engine: str, name: str, sql: str, timeout: float, model: str | None = None) -> dict:
+    """``edgesql run --timeout T SQL`` as its own process; with ``model``, ``edgesql shell`` with that model loaded
+    running ``.sql SQL`` and then a plain query in the same session (the tree then holds the model too)."""
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / f"shop.{engine}"
         shutil.copyfile(EXAMPLES / db.name, db)
         before = snapshot(Path(folder))
-        command = ["/usr/bin/time", "-v", *EDGESQL, "run", "--db", str(db), "--timeout", str(timeout), "--", sql]
+        if model:
+            command = [*EDGESQL, "shell", "--db", str(db), "--model", model, "--timeout", str(timeout), "-f", "json"]
+            given = f".sql {sql}\n.sql SELECT count(*) FROM customers\n.quit\n"
+        else:
+            command, given = [*EDGESQL, "run", "--db", str(db), "--timeout", str(timeout), "--", sql], None
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+        process = subprocess.Popen(["/usr/bin/time", "-v", *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if given:
+            process.stdin.write(given)
+        process.stdin.close()
         peak = 0
         while process.poll() is None:
             peak = max(peak, tree_rss(process.pid))
             time.sleep(0.02)
         wall = time.perf_counter() - started
-        _, err = process.communicate()
+        out, err = process.stdout.read(), process.stderr.read()
         maxrss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) * 1024
-        message = next((line for line in err.splitlines() if line.startswith("edgesql: ")), "")
         unchanged = snapshot(Path(folder)) == before
-        after = subprocess.run([*EDGESQL, "run", "--db", str(db), "--format", "json", "SELECT count(*) FROM customers"],
-                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
-        works = after.returncode == 0 and json.loads(after.stdout)["rows"] == [[40]]
-    return {"engine": engine, "attack": name, "exit": process.returncode, "wall": wall, "tree_peak": peak,
-            "time_maxrss": maxrss, "message": message, "unchanged": unchanged, "next_query_works": works}
+        if model:
+            message = next((line for line in out.splitlines() if line.startswith("error: ")), "")
+            works = '"rows": [[40]]' in out
+        else:
+            message = next((line for line in err.splitlines() if line.startswith("edgesql: ")), "")
+            after = subprocess.run([*EDGESQL, "run", "--db", str(db), "--format", "json",
+                                    "SELECT count(*) FROM customers"], capture_output=True, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+            works = after.returncode == 0 and json.loads(after.stdout)["rows"] == [[40]]
+    return {"engine": engine, "attack": name, "via": f"shell with {model}" if model else "run",
+            "exit": process.returncode, "wall": wall, "tree_peak": peak, "time_maxrss": maxrss, "message": message,
+            "unchanged": unchanged, "next_query_works": works}
 
 
 # -- the cost of a question's candidates ---------------------------------------------------------------------------------
@@ -207,10 +222,11 @@ def main() -> None:
     parser.add_argument("--model-questions", type=int, default=10)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    attacks = [] if args.skip_attacks else [attack(engine, name, sql, args.timeout)
+    ways = [None] + ([args.model] if args.model else [])  # edgesql run; edgesql shell with the model loaded
+    attacks = [] if args.skip_attacks else [attack(engine, name, sql, args.timeout, model) for model in ways
                                             for engine in ("sqlite", "duckdb") for name, sql in ATTACKS.items()]
     for row in attacks:
-        print(f"{row['engine']:7} {row['attack']:26} exit {row['exit']}  {row['wall']:5.2f} s (limit "
+        print(f"{row['via']:9.9} {row['engine']:7} {row['attack']:26} exit {row['exit']}  {row['wall']:5.2f} s (limit "
               f"{args.timeout:g} s)  tree peak {row['tree_peak'] / 2**20:6.0f} MiB  largest process "
               f"{row['time_maxrss'] / 2**20:6.0f} MiB  unchanged {row['unchanged']}  next query works "
               f"{row['next_query_works']}\n        {row['message']}")
