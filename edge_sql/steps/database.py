@@ -59,6 +59,7 @@ DUCKDB_CONFIG = {
     "allow_community_extensions": False,
     "allow_unsigned_extensions": False,
     "max_temp_directory_size": "0B",
+    "temp_directory": "",  # nothing is spilled to disk: past memory_limit a query fails with "Out of Memory Error"
     "memory_limit": "1GB",
     "threads": 2,
 }
