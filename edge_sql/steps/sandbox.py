@@ -194,7 +194,7 @@ def serve(path: str) -> None:
 
 def answer(db: Database, sql: str, max_rows: int, timeout: float, memory: int, idle: int, resource) -> tuple:
     """What the worker sends back for one query (a memory failure anywhere is reported as such)."""
-    ceiling(resource, idle + memory * (1 << 20))
+    ceiling(resource, idle + memory * (1 << 20) if idle else None)  # without /proc, only the kill bounds it
     try:
         result = execute(db, sql, max_rows=max_rows, timeout=timeout)
         reply = ("ok", result.columns, result.rows, result.truncated, result.seconds)
