@@ -6,6 +6,7 @@
     candidates = 8
     temperature = 0.5
     timeout = 20
+    memory = 512        # MiB a query may use
     threads = 4
     grammar = true      # the remedies (README, "What makes a small model right more often")
     repair = 1          # rounds; 0 = off
@@ -38,6 +39,7 @@ SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
     "candidates": (int, (1, 64)),
     "temperature": (float, (0.0, 2.0)),
     "timeout": (float, (0.01, 86400.0)),
+    "memory": (int, (16, 1 << 30)),
     "threads": (int, (1, 4096)),
     "grammar": (bool, None),
     "repair": (int, (0, MAX_REPAIR_ROUNDS)),
@@ -49,7 +51,8 @@ SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
 CHOICES: dict[str, tuple[str, ...]] = {"prune": PRUNE_MODES}
 
 #: What a setting is when neither a flag, the environment nor the file sets it (None: decided later, as said).
-DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "threads": None,
+DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "memory": 1024,
+                               "threads": None,
                                "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
                                "prune": Remedies().prune, "hints": Remedies().hints}
 DEFAULT_WORDS = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from edge_sql.steps.database import Database
 from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout
-from edge_sql.steps.execute import execute
+from edge_sql.steps.execute import DEFAULT_MEMORY, execute
 from edge_sql.steps.generate import Sampling, answer_budget, generate
 from edge_sql.steps.hints import render_hints, value_hints
 from edge_sql.backends import Model
@@ -30,10 +30,12 @@ from edge_sql.steps.vote import Ballot, Entry, result_key, vote
 
 @dataclass(frozen=True)
 class Limits:
-    """What a query may cost: its rows shown and its seconds."""
+    """What a query may cost: its rows shown, its seconds, and its memory in MiB (held to by the database's worker
+    process, ``steps/sandbox.py``; a query on the database's own connection has only the engines' limits)."""
 
     max_rows: int = 100
     timeout: float = 10.0
+    memory: int = DEFAULT_MEMORY
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,8 @@ def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str
         if verdict.ok:
             clock = time.perf_counter()
             try:
-                result = execute(db, verdict.sql, max_rows=limits.max_rows, timeout=limits.timeout)
+                result = execute(db, verdict.sql, max_rows=limits.max_rows, timeout=limits.timeout,
+                                 memory=limits.memory)
             except QueryTimeout as error:
                 verdict = verdict.failed(TIMEOUT, str(error))
             except QueryFailed as error:

@@ -14,7 +14,8 @@ from conftest import EXAMPLES, ROOT, FakeModel
 from edge_sql.errors import ModelError
 from edge_sql.steps.database import open_database
 from edge_sql.backends import load_model
-from edge_sql.cli.shell import Shell, history_path, run_loop
+from edge_sql.cli.history import history_path
+from edge_sql.cli.shell import Shell, run_loop
 
 
 @pytest.fixture
@@ -44,6 +45,18 @@ def test_a_follow_up_question_gets_the_previous_question_and_sql(session, fake_m
     shell.handle(".reset")
     shell.handle("How many products?")
     assert "Previous question" not in model.calls[2]["prompt"]
+
+
+def test_log_appends_every_question_of_the_session(session, fake_model, tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("EDGESQL_LOG", str(log))
+    shell = session(fake_model("SELECT count(*) FROM customers", "SELECT nothing FROM nowhere"), candidates=1,
+                    log=True, log_rows=True)
+    shell.handle("How many customers?")
+    assert shell.handle("Anything else?").startswith("error: ")
+    first, second = [json.loads(line) for line in log.read_text().splitlines()]
+    assert first["question"] == "How many customers?" and first["rows"] == [[40]] and first["error"] is None
+    assert second["question"] == "Anything else?" and second["sql"] is None and second["error"]
 
 
 def test_candidates_takes_effect_on_the_next_question(session, fake_model):

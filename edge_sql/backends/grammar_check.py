@@ -1,6 +1,6 @@
 """Check a GBNF grammar before llama.cpp compiles it: a grammar llama.cpp cannot parse crashes the process that
 compiles it, so it is first compiled in a child process, and a grammar that passed is remembered (in this process and
-on disk, ``<cache>/grammar``)."""
+on disk, ``<cache>/grammar``: a marker holding the grammar's digest, written to a temporary name and renamed)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from edge_sql.errors import GrammarError
+from edge_sql.files import write_atomically
 from edge_sql.paths import cache_home
 
 
@@ -34,7 +35,7 @@ def check_grammar(text: str) -> None:
     if digest in _checked:
         return
     marker = grammar_cache() / f"{digest[:40]}.ok"
-    if marker.exists():
+    if remembered(marker, digest):
         _checked.add(digest)
         return
     result = subprocess.run([sys.executable, "-c", _CHECK], input=text.encode("utf-8"), capture_output=True,
@@ -45,10 +46,17 @@ def check_grammar(text: str) -> None:
         raise GrammarError(f"llama.cpp does not accept the grammar: {reason.strip()}")
     _checked.add(digest)
     try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        write_atomically(marker, digest.encode())
     except OSError:
         pass  # an unwritable cache only costs a check next time
+
+
+def remembered(marker: Path, digest: str) -> bool:
+    """The marker holds the grammar's whole digest; an empty, truncated or damaged one is checked again and rewritten."""
+    try:
+        return marker.read_bytes() == digest.encode()
+    except OSError:
+        return False
 
 
 def grammar_cache() -> Path:

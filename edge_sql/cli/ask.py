@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, MaxRowsOpt, ModelOpt, OutputOpt, Output, SeedOpt,
-                                 SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured,
-                                 status, stderr_console, stdout_console, writing_to)
+from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, MemoryOpt, ModelOpt,
+                                 Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingTimeoutOpt, TemperatureOpt,
+                                 ThreadsOpt, TimeoutOpt, check_format, configured, status, stderr_console,
+                                 stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import NoValidCandidate
@@ -26,6 +27,7 @@ def ask(
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
+    memory: SettingMemoryOpt = None,
     show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
                                              "candidates agree on a result.")] = False,
@@ -33,9 +35,8 @@ def ask(
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
                                           "each clause does (read from the query, no model call).")] = False,
     output: OutputOpt = None,
-    log: Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
-                                      "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")] = False,
-    log_rows: Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")] = False,
+    log: LogOpt = False,
+    log_rows: LogRowsOpt = False,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -45,6 +46,7 @@ def ask(
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.steps.database import open_database
+    from edge_sql.steps.sandbox import isolate
     from edge_sql.steps.generate import Sampling
     from edge_sql.cli.output import answer_to_dict, print_answer, print_ballot, print_json
     from edge_sql.pipeline import Limits, Setup, ask as ask_question
@@ -52,9 +54,10 @@ def ask(
 
     check_format(fmt)
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
-    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
+                                                                           memory, threads)
     question = clean_question(question)
-    with open_database(db) as database:
+    with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
@@ -65,7 +68,7 @@ def ask(
         console = stdout_console()
         try:
             with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
-                limits = Limits(max_rows=max_rows, timeout=timeout)
+                limits = Limits(max_rows=max_rows, timeout=timeout, memory=memory)
                 answer = ask_question(question, Setup(database, loaded, sampling, limits, remedies))
         except NoValidCandidate as failure:
             if failure.answer is not None:
@@ -155,18 +158,20 @@ def run(
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: TimeoutOpt = 10.0,
+    memory: MemoryOpt = 1024,
     output: OutputOpt = None,
 ) -> None:
     """Run one SQL query through the same guard and read-only executor that ask uses."""
     from edge_sql.steps.database import open_database
+    from edge_sql.steps.sandbox import isolate
     from edge_sql.steps.execute import execute
     from edge_sql.steps.guard import check
     from edge_sql.cli.output import print_result
 
     check_format(fmt)
-    with open_database(db) as database:
+    with isolate(open_database(db)) as database:
         checked = check(sql, database.dialect).sql(dialect=database.dialect)
-        result = execute(database, checked, max_rows=max_rows, timeout=timeout)
+        result = execute(database, checked, max_rows=max_rows, timeout=timeout, memory=memory)
         with writing_to(output):
             print_result(result, checked, fmt, max_rows=max_rows, console=stdout_console())
 
@@ -180,7 +185,10 @@ def shell(
     fmt: FormatOpt = "table",
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
+    memory: SettingMemoryOpt = None,
     threads: ThreadsOpt = None,
+    log: LogOpt = False,
+    log_rows: LogRowsOpt = False,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -192,14 +200,17 @@ def shell(
     import shutil
 
     from edge_sql.steps.database import open_database
+    from edge_sql.steps.sandbox import isolate
     from edge_sql.backends import load_model
-    from edge_sql.cli.shell import Shell, history_path, run_loop
+    from edge_sql.cli.history import history_path
+    from edge_sql.cli.shell import Shell, run_loop
 
     check_format(fmt)
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
-    model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
+    model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
+                                                                           memory, threads)
     interactive = sys.stdin.isatty()
-    with open_database(db) as database:
+    with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads)
 
         def load(name: str):
@@ -210,7 +221,8 @@ def shell(
         console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,
                                          width=shutil.get_terminal_size().columns))
         session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
-                        fmt=fmt, max_rows=max_rows, timeout=timeout, console=console, remedies=remedies)
+                        fmt=fmt, max_rows=max_rows, timeout=timeout, memory=memory, console=console,
+                        remedies=remedies, log=log, log_rows=log_rows)
         if interactive:
             stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
                                    ".quit or Ctrl-D to leave")

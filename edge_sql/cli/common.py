@@ -24,6 +24,11 @@ MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]
 SettingTimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0.01, show_default=False,
                               help="Seconds a query may run before it is stopped. [default: 10]")]
+MemoryOpt = Annotated[int, typer.Option("--memory", min=16, help="MiB of memory a query may use before it is "
+                     "stopped (it runs in a worker process that the operating system holds to this).")]
+SettingMemoryOpt = Annotated[Optional[int], typer.Option("--memory", min=16, show_default=False,
+                             help="MiB of memory a query may use before it is stopped (it runs in a worker process "
+                             "that the operating system holds to this). [default: 1024]")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the output to this file instead "
                       "of stdout (no colour).", show_default=False)]
 CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=1, max=64, help="How many candidate "
@@ -31,6 +36,9 @@ CandidatesOpt = Annotated[Optional[int], typer.Option("--candidates", "-n", min=
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0, show_default=False,
                            help="Sampling temperature for candidates after the first. [default: preset's]")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same answer.")]
+LogOpt = Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
+                  "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")]
+LogRowsOpt = Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
                        "[default: the physical cores this process may use]", show_default=False)]
 
@@ -88,15 +96,16 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def configured(model, candidates, temperature, timeout, threads) -> tuple:
+def configured(model, candidates, temperature, timeout, memory, threads) -> tuple:
     """The flags, with what the config file sets for those not given (see ``edgesql config show``)."""
     from edge_sql.config import effective_settings
 
     settings = effective_settings(model=model, candidates=candidates, temperature=temperature, timeout=timeout,
-                                  threads=threads)
+                                  memory=memory, threads=threads)
     if settings["model"].source == "EDGESQL_MODEL":  # chosen_model() reads it, and says so
         settings["model"] = settings["model"].__class__("model", None, "EDGESQL_MODEL")
-    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "threads"))
+    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "memory",
+                                                   "threads"))
 
 
 @contextmanager

@@ -20,7 +20,8 @@ def config_show() -> None:
 
     path = config_path()
     sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
-    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None, threads=None,
+    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None, memory=None,
+                                      threads=None,
                                       grammar=None, repair=None, merge=None, prune=None, hints=None).values():
         value = DEFAULT_WORDS.get(setting.name) if setting.value is None else setting.value
         sys.stdout.write(f"{setting.name} = {value}  ({setting.source})\n")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import TemperatureOpt, ThreadsOpt, status, stderr_console, stdout_console
+from edge_sql.cli.common import MemoryOpt, TemperatureOpt, ThreadsOpt, status, stderr_console, stdout_console
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 
 MAX_CANDIDATES = 64
@@ -53,6 +53,7 @@ def eval_command(
                                           help="Shuffle the questions (with --seed) before --limit.")] = False,
     temperature: TemperatureOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a candidate query may run.")] = 10.0,
+    memory: MemoryOpt = 1024,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the whole report, every question "
                                                    "included, as JSON to this file.", show_default=False)] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Write the chosen SQL of every "
@@ -102,7 +103,7 @@ def eval_command(
                  "limit": limit, "shuffle": shuffle, "seed": seed,
                  "shard": None if part is None else {"k": part[0], "of": part[1]}}
     with Progress(len(examples), counts) as progress:
-        result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout), selection=selection,
+        result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout, memory=memory), selection=selection,
                           progress=progress.advance, remedies=remedies)
     if report is not None:
         report.write_text(json.dumps(report_to_dict(result), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -2,6 +2,9 @@
 
 Nothing is logged unless ``--log`` is given; the database's rows are logged only with ``--log-rows``. The file is
 ``EDGESQL_LOG``, else ``$XDG_STATE_HOME/edgesql/log.jsonl``, else ``~/.local/state/edgesql/log.jsonl``.
+
+Several processes may log at once: each line is appended in one write under a lock, and a line cut short by a crash
+does not swallow the next one (``files.append_line``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 from pathlib import Path
 
 from edge_sql.errors import UsageError
+from edge_sql.files import append_line
 
 
 def log_path() -> Path:
@@ -40,9 +44,7 @@ def record(db: Path, answer, *, error: str | None = None, rows: bool = False) ->
         entry["rows"] = [[jsonable(v) for v in row] for row in answer.rows]
     path = log_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        append_line(path, json.dumps(entry, ensure_ascii=False))
     except OSError as problem:
         raise UsageError(f"cannot write the question log {path}: {problem.strerror}") from None
     return path

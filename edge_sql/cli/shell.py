@@ -11,7 +11,6 @@ A question asked after an answer is sent with the previous question and its SQL 
 from __future__ import annotations
 
 import io
-import os
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Callable
@@ -21,6 +20,7 @@ from rich.console import Console
 from edge_sql.steps.database import Database
 from edge_sql.errors import EdgeSQLError, UsageError
 from edge_sql.backends import Model
+from edge_sql.cli.history import read_history, save_history
 from edge_sql.remedies import Remedies
 
 HELP = """\
@@ -43,16 +43,18 @@ class Shell:
 
     def __init__(self, db: Database, model: Model, *, load: Callable[[str], Model] | None = None,
                  candidates: int | None = None, temperature: float | None = None, seed: int = 42,
-                 fmt: str = "table", max_rows: int = 100, timeout: float = 10.0,
-                 console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies()):
+                 fmt: str = "table", max_rows: int = 100, timeout: float = 10.0, memory: int = 1024,
+                 console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies(),
+                 log: bool = False, log_rows: bool = False):
         from edge_sql.cli.output import FORMATS
 
         if fmt not in FORMATS:
             raise UsageError(f"{fmt!r} is not one of {', '.join(FORMATS)}")
         self.db, self.model, self.load = db, model, load
         self.candidates, self.temperature, self.seed = candidates, temperature, seed
-        self.fmt, self.max_rows, self.timeout = fmt, max_rows, timeout
+        self.fmt, self.max_rows, self.timeout, self.memory = fmt, max_rows, timeout, memory
         self.remedies = remedies
+        self.log, self.log_rows = log, log_rows  # append each answer to the question log (cli/log.py)
         self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
         self.context: tuple[str, str] | None = None  # the previous question and its SQL
         self.done = False
@@ -87,6 +89,7 @@ class Shell:
     def ask(self, question: str) -> str:
         from edge_sql.errors import NoValidCandidate
         from edge_sql.steps.generate import Sampling
+        from edge_sql.cli.log import record
         from edge_sql.cli.output import answer_to_dict, print_answer, print_json
         from edge_sql.pipeline import Limits, Setup, ask
         from edge_sql.steps.question import clean_question
@@ -98,13 +101,17 @@ class Shell:
             temperature=preset.temperature if self.temperature is None else self.temperature,
             seed=self.seed,
         )
-        limits = Limits(max_rows=self.max_rows, timeout=self.timeout)
+        limits = Limits(max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
         try:
             answer = ask(question, Setup(self.db, self.model, sampling, limits, self.remedies), context=self.context)
         except NoValidCandidate as failure:
+            if self.log and failure.answer is not None:
+                record(self.db.path, failure.answer, error=str(failure), rows=self.log_rows)
             if self.fmt == "json" and failure.answer is not None:
                 return self.render(lambda console: print_json(answer_to_dict(failure.answer, error=str(failure))))
             raise
+        if self.log:
+            record(self.db.path, answer, rows=self.log_rows)
         self.context = (answer.question, answer.sql)
         return self.render(lambda console: print_answer(answer, self.fmt, max_rows=self.max_rows,
                                                         show_candidates=False, console=console))
@@ -125,7 +132,7 @@ class Shell:
         if not query:
             raise UsageError(".sql needs a query, e.g. .sql SELECT count(*) FROM customers")
         checked = check(query, self.db.dialect).sql(dialect=self.db.dialect)
-        result = execute(self.db, checked, max_rows=self.max_rows, timeout=self.timeout)
+        result = execute(self.db, checked, max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
         return self.render(lambda console: print_result(result, checked, self.fmt, max_rows=self.max_rows,
                                                         console=console))
 
@@ -175,18 +182,11 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def history_path() -> Path:
-    """``EDGESQL_HISTORY``, else ``$XDG_STATE_HOME/edgesql/history``, else ``~/.local/state/edgesql/history``."""
-    if os.environ.get("EDGESQL_HISTORY"):
-        return Path(os.environ["EDGESQL_HISTORY"]).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "edgesql" / "history"
-
-
 def run_loop(shell: Shell, *, write: Callable[[str], None], prompt: str = "edgesql> ",
              history: Path | None = None) -> None:
     """Read lines until ``.quit`` or end of input; Ctrl-C cancels the line or question under way, not the session."""
     readline = start_history(history)
+    first = readline.get_current_history_length() if readline is not None else 0
     try:
         while not shell.done:
             line = None
@@ -202,9 +202,10 @@ def run_loop(shell: Shell, *, write: Callable[[str], None], prompt: str = "edges
                 write("\n" if line is None else "cancelled\n")
     finally:
         if readline is not None and history is not None:
+            typed = [readline.get_history_item(index)
+                     for index in range(first + 1, readline.get_current_history_length() + 1)]
             try:
-                history.parent.mkdir(parents=True, exist_ok=True)
-                readline.write_history_file(str(history))
+                save_history(history, [line for line in typed if line])
             except OSError:
                 pass  # a history that cannot be written is not worth failing the session for
 
@@ -215,10 +216,7 @@ def start_history(history: Path | None):
         import readline
     except ImportError:  # pragma: no cover - Windows without pyreadline
         return None
-    readline.set_history_length(1000)
-    if history is not None and history.exists():
-        try:
-            readline.read_history_file(str(history))
-        except OSError:
-            pass
+    readline.clear_history()
+    for line in read_history(history) if history is not None else ():
+        readline.add_history(line)
     return readline

@@ -13,6 +13,7 @@ from edge_sql.eval.datasets import Example
 from edge_sql.eval.metric import SCORE_TIMEOUT, fetch, order_matters, prediction_line, results_match, rewrite, set_match
 from edge_sql.steps.database import detect_engine, open_database
 from edge_sql.steps.execute import execute
+from edge_sql.steps.sandbox import isolate
 
 #: The most rows of a DuckDB result that are scored (SQLite results are read whole, as the official script does).
 MAX_SCORED_ROWS = 1_000_000
@@ -82,15 +83,20 @@ def score(gold: str, predicted: str, files, metric: str = "spider") -> bool | No
 
 
 class Databases:
-    """The databases a run has opened (read-only, locked down), each opened once and closed at the end."""
+    """The databases a run has opened (read-only, locked down), each opened once and closed at the end. Queries run
+    in each database's worker process (``steps/sandbox.py``); only the last database used keeps its worker running,
+    the others start theirs again when next used."""
 
     def __enter__(self) -> Callable:
-        self.stack, self.opened = ExitStack(), {}
+        self.stack, self.opened, self.last = ExitStack(), {}, None
         return self.open
 
     def open(self, path: Path):
         if path not in self.opened:
-            self.opened[path] = self.stack.enter_context(open_database(path))
+            self.opened[path] = self.stack.enter_context(isolate(open_database(path)))
+        if self.last not in (None, path):
+            self.opened[self.last].worker.close()
+        self.last = path
         return self.opened[path]
 
     def __exit__(self, *exc) -> None:

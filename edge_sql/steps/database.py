@@ -59,6 +59,7 @@ DUCKDB_CONFIG = {
     "allow_community_extensions": False,
     "allow_unsigned_extensions": False,
     "max_temp_directory_size": "0B",
+    "temp_directory": "",  # nothing is spilled to disk: past memory_limit a query fails with "Out of Memory Error"
     "memory_limit": "1GB",
     "threads": 2,
 }
@@ -72,12 +73,17 @@ class Database:
     engine: str
     connection: object
     schema: Schema = field(repr=False)
+    #: Where queries run when not on ``connection``: a worker process (``sandbox.isolate``), else None.
+    worker: object | None = field(default=None, repr=False)
 
     @property
     def dialect(self) -> str:
         return DIALECTS[self.engine]
 
     def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
         self.connection.close()
 
     def __enter__(self) -> "Database":
@@ -214,6 +220,7 @@ def check_duckdb_size(path: Path, connection) -> None:
 
 def lock_down_sqlite(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA query_only = 1")
+    connection.execute("PRAGMA temp_store = MEMORY")  # a large sort stays in memory (bounded), never in a temp file
     for name, value in SQLITE_LIMITS.items():
         if hasattr(sqlite3, name):
             connection.setlimit(getattr(sqlite3, name), value)

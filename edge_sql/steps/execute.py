@@ -1,4 +1,5 @@
-"""Run a checked query on a locked-down connection, within a time limit and a row cap.
+"""Run a checked query on a locked-down connection, within a time limit and a row cap (or hand it to the database's
+worker process, where the operating system bounds its memory and time too: ``sandbox.py``).
 
 SQLite is stopped by a progress handler past its deadline, DuckDB by ``interrupt()`` from a timer thread. Rows are
 fetched with ``fetchmany`` up to ``max_rows`` + 1, never all of an unbounded result.
@@ -22,6 +23,9 @@ from edge_sql.errors import QueryFailed, QueryTimeout
 #: How many SQLite virtual-machine steps pass between two looks at the clock.
 PROGRESS_STEPS = 1000
 
+#: The memory a query may use in a worker process, in MiB (``Limits.memory``, ``--memory``).
+DEFAULT_MEMORY = 1024
+
 
 @dataclass(frozen=True)
 class Result:
@@ -31,8 +35,14 @@ class Result:
     seconds: float = 0.0
 
 
-def execute(db: Database, sql: str, *, max_rows: int = 100, timeout: float = 10.0) -> Result:
-    """Run ``sql`` and return at most ``max_rows`` rows; raise :class:`QueryTimeout` or :class:`QueryFailed`."""
+def execute(db: Database, sql: str, *, max_rows: int = 100, timeout: float = 10.0,
+            memory: int = DEFAULT_MEMORY) -> Result:
+    """Run ``sql`` and return at most ``max_rows`` rows; raise :class:`QueryTimeout` or :class:`QueryFailed`.
+
+    With a worker (``sandbox.isolate(db)``) the query runs there, within ``memory`` MiB and killed past its time;
+    else on ``db``'s own connection, where only the engines' own limits hold."""
+    if db.worker is not None:
+        return db.worker.execute(sql, max_rows=max_rows, timeout=timeout, memory=memory)
     run = run_sqlite if db.engine == "sqlite" else run_duckdb
     started = time.perf_counter()
     columns, rows = run(db.connection, sql, max_rows, timeout)

@@ -118,7 +118,7 @@ def parse_single(sql: str, dialect: str) -> exp.Expression:
     edge_sql.errors.QueryRefused: refused (parse): sqlglot cannot read the query (AttributeError)
     """
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        statements = split_statements(sql, dialect)
     except sqlglot.errors.ParseError as error:
         raise QueryRefused("parse", first_line(error)) from None
     except RecursionError:
@@ -132,6 +132,19 @@ def parse_single(sql: str, dialect: str) -> exp.Expression:
     if len(statements) > 1:
         raise QueryRefused("one statement", f"found {len(statements)} statements; only one query may run")
     return statements[0]
+
+
+def split_statements(sql: str, dialect: str) -> list[exp.Expression]:
+    """The statements of ``sql``, without the empty ones: what only a ``;`` or a comment stands for (sqlglot reads
+    a comment after the last ``;`` as a statement of its own, an ``exp.Semicolon``). A ``;`` inside a string, a quoted
+    name or a comment splits nothing:
+
+    >>> [s.sql() for s in split_statements("SELECT ';' AS s; -- trailing note", "sqlite")]
+    ["SELECT ';' AS s"]
+    >>> [s.sql() for s in split_statements("SELECT 1; /* note */ DELETE FROM t", "sqlite")]
+    ['SELECT 1', 'DELETE FROM t']
+    """
+    return [s for s in sqlglot.parse(sql, read=dialect) if s is not None and not isinstance(s, exp.Semicolon)]
 
 
 def check_node(node: exp.Expression) -> None:

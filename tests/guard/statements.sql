@@ -251,3 +251,51 @@ SHOW TABLES
 -- expect: refused
 -- engines: duckdb
 SUMMARIZE customers
+
+-- Statement splitting: only a real statement counts. A comment or a lone `;` after the last statement is nothing,
+-- and a `;` inside a string, a quoted name or a comment splits nothing.
+
+-- title: a comment after the final semicolon
+-- expect: ok
+-- rows: 1
+SELECT ';' AS s; -- trailing note
+
+-- title: a block comment after the final semicolon
+-- expect: ok
+-- rows: 1
+SELECT count(*) FROM customers; /* the whole table */
+
+-- title: comments and semicolons after the final semicolon
+-- expect: ok
+-- rows: 1
+SELECT count(*) FROM orders; -- one
+/* two; three */ ; -- four;
+
+-- title: semicolons inside strings, a quoted name and comments
+-- expect: ok
+-- rows: 1
+SELECT 'a;b' AS "x;y", ';' || ';' AS z -- a; comment
+/* ; */ FROM customers /* DROP TABLE customers; */ LIMIT 1;
+
+-- title: a second statement after a comment that follows the semicolon
+-- expect: refused
+-- rule: one statement
+SELECT 1; -- harmless
+DROP TABLE customers
+
+-- title: a second statement after a block comment
+-- expect: refused
+-- rule: one statement
+SELECT 1; /* harmless */ DELETE FROM orders
+
+-- title: a second query after a comment holding a semicolon
+-- expect: refused
+-- rule: one statement
+SELECT 1 AS x /* ; */; -- ;
+SELECT 2
+
+-- title: a comment that closes a block comment does not hide a statement
+-- expect: refused
+-- rule: one statement
+SELECT 1; -- */
+DROP TABLE customers
