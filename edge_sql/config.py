@@ -56,7 +56,7 @@ DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature":
                                "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
                                "prune": Remedies().prune, "hints": Remedies().hints}
 DEFAULT_WORDS = {
-    "model": "the best installed preset, else smollm2-135m",
+    "model": "the best installed preset, else smollm2-135m-sql",
     "candidates": "the preset's",
     "temperature": "the preset's",
     "threads": "the physical cores this process may use",
@@ -107,8 +107,10 @@ def read_config(path: Path) -> dict[str, object]:
     return settings
 
 
-def resolve(flags: dict[str, object], config: dict[str, object], where: str) -> dict[str, Setting]:
-    """Each setting of ``flags`` (None: not given) as the flag, the environment, the file or the default has it."""
+def resolve(flags: dict[str, object], config: dict[str, object], where: str,
+            recommended: tuple[str, dict] = ("", {})) -> dict[str, Setting]:
+    """Each setting of ``flags`` (None: not given) as the flag, the environment, the file, the model's preset
+    (``recommended``: the preset's name and the settings it recommends) or the default has it."""
     resolved = {}
     for name in flags:
         if flags[name] is not None:
@@ -117,12 +119,15 @@ def resolve(flags: dict[str, object], config: dict[str, object], where: str) -> 
             resolved[name] = Setting(name, os.environ["EDGESQL_MODEL"], "EDGESQL_MODEL")
         elif name in config:
             resolved[name] = Setting(name, config[name], where)
+        elif name in recommended[1]:
+            resolved[name] = Setting(name, recommended[1][name], f"the preset {recommended[0]}")
         else:
             resolved[name] = Setting(name, DEFAULTS[name], "default")
     return resolved
 
 
-def effective_settings(**flags) -> dict[str, Setting]:
-    """The settings a command runs with, given its flags (None where not given)."""
+def effective_settings(recommended: tuple[str, dict] = ("", {}), **flags) -> dict[str, Setting]:
+    """The settings a command runs with, given its flags (None where not given) and what its model's preset
+    recommends."""
     path = config_path()
-    return resolve(flags, read_config(path), str(path))
+    return resolve(flags, read_config(path), str(path), recommended)

@@ -53,6 +53,7 @@ class Preset:
     candidates: int = 5
     temperature: float = 0.7
     adapter: dict = field(default_factory=dict)  # a LoRA adapter in the registry, applied over the source's weights
+    remedies: dict = field(default_factory=dict)  # the remedies measured best for this model, where no flag sets one
 
     @property
     def kind(self) -> str:
@@ -155,10 +156,19 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "stopped": Key(str, False, "where training stopped, when before the end of its schedule"),
         "measured": Key(str, False, "its measured accuracy, with the command"),
     },
+    # The remedies measured best for this model; a flag or the config file still wins over them.
+    "remedies": {
+        "grammar": Key(bool, False, "decode under the schema grammar"),
+        "hints": Key(bool, False, "show stored values close to the question"),
+        "merge": Key(bool, False, "settle a split vote by asking the model"),
+        "repair": Key(int, False, "rounds of repair when no candidate runs", at_least(0)),
+        "prune": Key(str, False, "auto, always or never", one_of(lambda: ("auto", "always", "never"))),
+        "measured": Key(str, False, "the measurement that chose them, with the command"),
+    },
 }
 
 #: Tables a preset may leave out.
-OPTIONAL_TABLES = frozenset({"adapter"})
+OPTIONAL_TABLES = frozenset({"adapter", "remedies"})
 
 #: The ``[source]`` keys each kind needs.
 SOURCE_KEYS = {"gguf": ("repo", "file"), "convert": ("repo",), "package": ("package", "module", "file")}
@@ -240,6 +250,7 @@ def parse_preset(text: str, origin: str = "preset") -> Preset:
         candidates=sampling["candidates"],
         temperature=float(sampling["temperature"]),
         adapter=dict(data.get("adapter", {})),
+        remedies={k: v for k, v in data.get("remedies", {}).items() if k != "measured"},
     )
 
 

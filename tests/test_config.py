@@ -55,3 +55,30 @@ def test_a_bad_config_file_is_one_line_and_exit_2(config, shop, text, message):
     result = runner.invoke(app, ["ask", "--db", str(shop), "How many?"])
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_presets_remedies_apply_unless_a_flag_or_the_config_file_sets_them(config, shop, fake_model):
+    """A model's preset may say which remedies measured best for it (smollm2-135m-sql: no grammar); a flag or the
+    config file still decides."""
+    from edge_sql.preset import Preset
+
+    model = fake_model("SELECT count(*) FROM customers",
+                       preset=Preset(name="fake", candidates=2, temperature=0.7, remedies={"grammar": False}))
+
+    def grammar_used(*args) -> bool:
+        result = runner.invoke(app, ["ask", "--db", str(shop), "--model", "fake", "How many customers?", *args])
+        assert result.exit_code == 0, result.output
+        return model.calls[-1]["grammar"] is not None
+
+    assert not grammar_used()
+    assert grammar_used("--grammar")
+    config.write_text("grammar = true\n")
+    assert grammar_used()
+    assert not grammar_used("--no-grammar")
+
+
+def test_the_shipped_sql_model_recommends_no_grammar():
+    from edge_sql.preset import get_preset
+
+    assert get_preset("smollm2-135m-sql").remedies == {"grammar": False}
+    assert get_preset("smollm2-135m").remedies == {}

@@ -59,6 +59,7 @@ def ask(
     question = clean_question(question)
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads)
+        remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
             temperature=loaded.preset.temperature if temperature is None else temperature,
@@ -212,6 +213,7 @@ def shell(
     interactive = sys.stdin.isatty()
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads)
+        remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
 
         def load(name: str):
             with status(f"Loading {name}…"):

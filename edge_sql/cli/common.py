@@ -18,7 +18,7 @@ from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, EdgeSQLError, UsageError
 DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
                                      show_default=False)]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name or the path of a GGUF file. "
-                     "[default: EDGESQL_MODEL, else the best installed preset, else smollm2-135m]", show_default=False)]
+                     "[default: EDGESQL_MODEL, else the best installed preset, else smollm2-135m-sql]", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or markdown.")]
 MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]

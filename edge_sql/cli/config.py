@@ -15,14 +15,19 @@ config_app = typer.Typer(help="The config file: defaults for ask and shell that 
 @config_app.command("show")
 @reports_errors
 def config_show() -> None:
-    """Print each setting's effective value and where it comes from (flag, environment, config file, default)."""
+    """Print each setting's effective value and where it comes from (flag, environment, config file, the model's
+    preset, default)."""
     from edge_sql.config import DEFAULT_WORDS, config_path, effective_settings
+    from edge_sql.preset import get_preset
+    from edge_sql.weights import choose_model
 
     path = config_path()
     sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
-    for setting in effective_settings(model=None, candidates=None, temperature=None, timeout=None, memory=None,
-                                      threads=None,
-                                      grammar=None, repair=None, merge=None, prune=None, hints=None).values():
+    flags = dict(model=None, candidates=None, temperature=None, timeout=None, memory=None, threads=None,
+                 grammar=None, repair=None, merge=None, prune=None, hints=None)
+    preset = get_preset(choose_model(effective_settings(**flags)["model"].value).model)
+    recommended = ("", {}) if preset is None else (preset.name, preset.remedies)
+    for setting in effective_settings(recommended, **flags).values():
         value = DEFAULT_WORDS.get(setting.name) if setting.value is None else setting.value
         sys.stdout.write(f"{setting.name} = {value}  ({setting.source})\n")
 

@@ -97,6 +97,7 @@ def eval_command(
         examples = shard_examples(examples, part)
     with status("Loading the model…"):
         loaded = load_model(model, threads=threads)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False, preset=loaded.preset)
     sampling = Sampling(candidates=max(counts), seed=seed,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),

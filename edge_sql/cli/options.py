@@ -44,9 +44,10 @@ HintsOpt = Annotated[Optional[bool], typer.Option(
 
 
 def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: int | None, merge: bool | None,
-                    prune: str | None, hints: bool | None, *, config: bool = True) -> Remedies:
-    """The remedies the flags ask for; for those not given, the config file's (with ``config``), else the defaults.
-    ``--repair-rounds N`` alone means ``--repair`` with N rounds.
+                    prune: str | None, hints: bool | None, *, config: bool = True, preset=None) -> Remedies:
+    """The remedies the flags ask for; for those not given, the config file's (with ``config``), else those the
+    model's ``preset`` recommends (its ``[remedies]``), else the defaults. ``--repair-rounds N`` alone means
+    ``--repair`` with N rounds.
 
     >>> chosen_remedies(True, True, 2, None, "never", None, config=False).repair
     2
@@ -66,5 +67,6 @@ def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: in
     else:
         rounds = repair_rounds
     flags = dict(grammar=grammar, repair=rounds, merge=merge, prune=prune, hints=hints)
-    settings = effective_settings(**flags) if config else resolve(flags, {}, "")
+    recommended = ("", {}) if preset is None else (preset.name, getattr(preset, "remedies", {}) or {})
+    settings = effective_settings(recommended, **flags) if config else resolve(flags, {}, "", recommended)
     return Remedies(**{name: setting.value for name, setting in settings.items()})
