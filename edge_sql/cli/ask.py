@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, MaxRowsOpt, ModelOpt, OutputOpt, Output, SeedOpt,
-                                 SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured,
-                                 status, stderr_console, stdout_console, writing_to)
+from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, MaxRowsOpt, ModelOpt, ModelTimeoutOpt, OutputOpt,
+                                 Output, SeedOpt, SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format,
+                                 configured, status, stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import NoValidCandidate
@@ -30,6 +30,7 @@ def ask(
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
                                              "candidates agree on a result.")] = False,
     threads: ThreadsOpt = None,
+    model_timeout: ModelTimeoutOpt = 300.0,
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
                                           "each clause does (read from the query, no model call).")] = False,
     output: OutputOpt = None,
@@ -55,7 +56,7 @@ def ask(
     model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     question = clean_question(question)
     with open_database(db) as database:
-        loaded = load_chosen(model, threads)
+        loaded = load_chosen(model, threads, model_timeout)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
             temperature=loaded.preset.temperature if temperature is None else temperature,
@@ -101,13 +102,13 @@ def ask(
                 print_explanation(console if fmt == "table" else stderr_console(), explanation)
 
 
-def load_chosen(model: str | None, threads: int | None):
+def load_chosen(model: str | None, threads: int | None, model_timeout: float | None = None):
     """The model that --model, EDGESQL_MODEL or the installed presets choose (saying which), loaded."""
     from edge_sql.backends import load_model
 
     name = chosen_model(model)
     with status("Loading the model…"):
-        return load_model(name, threads=threads)
+        return load_model(name, threads=threads, timeout=model_timeout)
 
 
 def say_if_cut(answer) -> None:
@@ -181,6 +182,7 @@ def shell(
     max_rows: MaxRowsOpt = 100,
     timeout: SettingTimeoutOpt = None,
     threads: ThreadsOpt = None,
+    model_timeout: ModelTimeoutOpt = 300.0,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -200,11 +202,11 @@ def shell(
     model, candidates, temperature, timeout, threads = configured(model, candidates, temperature, timeout, threads)
     interactive = sys.stdin.isatty()
     with open_database(db) as database:
-        loaded = load_chosen(model, threads)
+        loaded = load_chosen(model, threads, model_timeout)
 
         def load(name: str):
             with status(f"Loading {name}…"):
-                return load_model(name, threads=threads)
+                return load_model(name, threads=threads, timeout=model_timeout)
 
         terminal = sys.stdout.isatty()
         console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import TemperatureOpt, ThreadsOpt, status, stderr_console, stdout_console
+from edge_sql.cli.common import ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status, stderr_console, stdout_console
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 
 MAX_CANDIDATES = 64
@@ -39,7 +39,8 @@ def eval_command(
     parts: Annotated[Optional[list[Path]], typer.Argument(metavar="[REPORT]...", show_default=False,
                                                           help="With --combine: the shard reports to merge.")] = None,
     model: Annotated[str, typer.Option("--model", "-m",
-                                       help="A preset name or the path of a GGUF file.")] = "smollm2-135m",
+                                       help="A preset name, the path of a GGUF file, or the URL of "
+                                       "an OpenAI-compatible server (http://host:port/v1).")] = "smollm2-135m",
     candidates: Annotated[str, typer.Option("--candidates", "-n", metavar="COUNTS",
                                             help="Candidate counts to score, comma-separated: 1 = greedy, 5 = vote "
                                             "of 5; one sampling pass serves them all.")] = "1,5",
@@ -59,6 +60,7 @@ def eval_command(
                                                         "question, one per line (Spider's format), and the matching "
                                                         "gold file.", show_default=False)] = None,
     threads: ThreadsOpt = None,
+    model_timeout: ModelTimeoutOpt = 300.0,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -95,7 +97,7 @@ def eval_command(
     if part is not None:
         examples = shard_examples(examples, part)
     with status("Loading the model…"):
-        loaded = load_model(model, threads=threads)
+        loaded = load_model(model, threads=threads, timeout=model_timeout)
     sampling = Sampling(candidates=max(counts), seed=seed,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),
