@@ -227,3 +227,11 @@ def test_faults_are_model_errors_for_every_command(tmp_path):
         assert "Traceback" not in result.output
     with pytest.raises(ModelError):
         load_model(url)
+
+
+def test_eval_workers_need_a_model_server(fake_model, tmp_path):
+    fake_model("SELECT 1")
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"question": "How many?", "query": "SELECT 1", "db": "none.sqlite"}\n')
+    result = runner.invoke(app, ["eval", "--data", str(data), "--model", "fake", "--workers", "2"])
+    assert result.exit_code == 2 and "--workers needs a model server" in result.output

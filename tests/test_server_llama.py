@@ -145,3 +145,21 @@ def test_eval_through_the_server_is_reproducible_and_matches_in_process_greedy(s
     assert run(served, "again") == first  # the same seed, the same report
     greedy = lambda records: [answers[0] for answers in records]  # noqa: E731
     assert greedy(run(str(tiny), "local")) == greedy(first)
+
+
+def test_eval_with_workers_writes_the_report_of_a_sequential_run(served, shop_copy, tmp_path):
+    data = tmp_path / "questions.jsonl"
+    questions = ["How many customers are there?", "List the product names.", "How many orders were cancelled?",
+                 "Which city has the most customers?", "What is the average price of a product?"]
+    data.write_text("".join(json.dumps({"question": q, "query": "SELECT COUNT(*) FROM customers",
+                                        "db": shop_copy.name}) + "\n" for q in questions), encoding="utf-8")
+
+    def run(workers: int) -> list:
+        report = tmp_path / f"workers{workers}.json"
+        result = runner.invoke(app, ["eval", "--data", str(data), "--model", served, "--candidates", "1,3",
+                                     "--workers", str(workers), "--report", str(report)])
+        assert result.exit_code == 0, result.output
+        records = json.loads(report.read_text())["records"]
+        return [(r["index"], r["question"], r["answers"], r["tokens"]) for r in records]
+
+    assert run(3) == run(1)

@@ -145,6 +145,7 @@ class ServerModel:
         self.name = f"{label} at {urlsplit(self.base).netloc}"
         self.context_length = chosen_context(options, entry, self.preset)
         self.last_cost = None  # a server does not say what its prompt evaluation cost
+        self.concurrent = True  # it may be asked from several threads at once (eval --workers)
         self.tokenizer: str | None = None  # how tokens are counted: "extras", "tokenize" or "estimate"
         self.grammar_taken: bool | None = None  # None until a server has answered a request with a grammar
         self.logprobs_taken = True
@@ -154,11 +155,13 @@ class ServerModel:
     # -- tokens ------------------------------------------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        if text not in self._counted:
+        count = self._counted.get(text)
+        if count is None:
+            count = self.tokenize_count(text)
             if len(self._counted) > 256:
                 self._counted.clear()
-            self._counted[text] = self.tokenize_count(text)
-        return self._counted[text]
+            self._counted[text] = count
+        return count
 
     def tokenize_count(self, text: str) -> int:
         """Tokens in ``text`` by the server's tokenizer (the first of its endpoints that answers), else estimated."""

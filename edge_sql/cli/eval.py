@@ -61,6 +61,8 @@ def eval_command(
                                                         "gold file.", show_default=False)] = None,
     threads: ThreadsOpt = None,
     model_timeout: ModelTimeoutOpt = 300.0,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions in flight together, for a "
+                                         "model server (--model URL); the report is the same as with 1.")] = 1,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -98,6 +100,9 @@ def eval_command(
         examples = shard_examples(examples, part)
     with status("Loading the model…"):
         loaded = load_model(model, threads=threads, timeout=model_timeout)
+    if workers > 1 and not getattr(loaded, "concurrent", False):
+        raise typer.BadParameter("a local model answers one question at a time: --workers needs a model server "
+                                 "(--model http://host:port/v1)", param_hint="--workers")
     sampling = Sampling(candidates=max(counts), seed=seed,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),
@@ -105,7 +110,7 @@ def eval_command(
                  "shard": None if part is None else {"k": part[0], "of": part[1]}}
     with Progress(len(examples), counts) as progress:
         result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout), selection=selection,
-                          progress=progress.advance, remedies=remedies)
+                          progress=progress.advance, remedies=remedies, workers=workers)
     if report is not None:
         report.write_text(json.dumps(report_to_dict(result), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     if predictions is not None:

@@ -113,23 +113,35 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
 
 def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: Sampling, counts: tuple[int, ...],
              limits: Limits = Limits(), *, selection: dict | None = None,
-             progress: Callable[[Record], None] | None = None, remedies: Remedies = Remedies()) -> Report:
+             progress: Callable[[Record], None] | None = None, remedies: Remedies = Remedies(),
+             workers: int = 1) -> Report:
     """Evaluate ``model`` on ``examples``: one sampling pass of ``max(counts)`` candidates a question, scored for
-    each count. Ctrl-C ends the run early with a report of the questions done (``interrupted``)."""
+    each count. Ctrl-C ends the run early with a report of the questions done (``interrupted``).
+
+    With ``workers`` > 1, that many questions are in flight together (a model that may be asked from several threads
+    at once: a server); each worker opens its own connections, and the records keep the questions' order, so the
+    report is the sequential run's."""
     counts = tuple(sorted(set(counts)))
     sampling = replace(sampling, candidates=max(counts))
     records, interrupted = [], False
     started = time.perf_counter()
-    with Databases() as open_db:
-        try:
-            for example in examples:
-                record = evaluate_example(example, dataset.layout, dataset.metric, model, sampling, counts, limits,
-                                          open_db, remedies)
-                records.append(record)
-                if progress:
-                    progress(record)
-        except KeyboardInterrupt:
-            interrupted = True
+
+    def one(example: Example, open_db: Callable) -> Record:
+        return evaluate_example(example, dataset.layout, dataset.metric, model, sampling, counts, limits, open_db,
+                                remedies)
+
+    if workers > 1:
+        records, interrupted = evaluate_together(examples, one, workers, progress)
+    else:
+        with Databases() as open_db:
+            try:
+                for example in examples:
+                    record = one(example, open_db)
+                    records.append(record)
+                    if progress:
+                        progress(record)
+            except KeyboardInterrupt:
+                interrupted = True
     wall = time.perf_counter() - started
     speed = measure_speed(records)
     return Report(
@@ -137,6 +149,38 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
         sampling=sampling, selection=dict(selection or {}), records=tuple(records), wall_seconds=round(wall, 2),
         peak_rss_mib=peak_rss_mib(), speed=speed, interrupted=interrupted, remedies=remedies,
     )
+
+
+def evaluate_together(examples: list[Example], one: Callable, workers: int,
+                      progress: Callable[[Record], None] | None) -> tuple[list[Record], bool]:
+    """``one(example, open_db)`` for every example, ``workers`` at a time, each worker thread with its own
+    databases; the records in the examples' order, and whether Ctrl-C cut the run short."""
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from contextlib import ExitStack
+
+    local, guard, done, interrupted = threading.local(), threading.Lock(), {}, False
+    with ExitStack() as stack:
+        def run(position: int, example: Example) -> tuple[int, Record]:
+            if not hasattr(local, "open_db"):
+                with guard:
+                    local.open_db = stack.enter_context(Databases())
+            return position, one(example, local.open_db)
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgesql-eval")
+        pending = {pool.submit(run, position, example) for position, example in enumerate(examples)}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    position, record = future.result()
+                    done[position] = record
+                    if progress:
+                        progress(record)
+        except KeyboardInterrupt:
+            interrupted = True
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+    return [done[position] for position in sorted(done)], interrupted
 
 
 def model_counters(model: Model) -> dict[str, float] | None:
