@@ -316,7 +316,8 @@ def chosen_context(options: dict[str, str], entry: dict, preset: Preset) -> int:
         if context < 256:
             raise UsageError(f"context={options['context']} in the model URL is not a context length (≥ 256 tokens)")
         return context
-    for said in (entry.get("max_model_len"), (entry.get("meta") or {}).get("n_ctx")):
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    for said in (entry.get("max_model_len"), meta.get("n_ctx")):
         if isinstance(said, int) and said > 0:
             return said
     return min(preset.context or MAX_CONTEXT, MAX_CONTEXT)
