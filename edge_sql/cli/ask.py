@@ -133,7 +133,13 @@ def schema(
     from edge_sql.steps.schema import render_schema
 
     with open_database(db) as database:
-        preset = get_preset(chosen_model(model)) or GENERIC
+        name = chosen_model(model)
+        if name.lower().startswith(("http://", "https://")):  # a server: the preset it is asked with
+            from edge_sql.backends import load_model
+
+            preset = load_model(name).preset
+        else:
+            preset = get_preset(name) or GENERIC
         shown, values = database.schema, ""
         if question is not None:
             from edge_sql.steps.focus import focus_schema, pruning_note
