@@ -241,7 +241,7 @@ class ServerModel:
                 if error.status not in (400, 422, 500):
                     raise
                 extra = next((name for name in ("logprobs", "grammar") if name in ask), None)
-                if extra is not None:  # asked again without it: e.g. logprobs need llama-cpp-python's --logits_all
+                if extra is not None:  # asked again without it (no logprobs, or no grammar, there)
                     dropped[extra] = error
                     continue
                 if error.status == 400 and "context" in error.detail.lower():

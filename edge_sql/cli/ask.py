@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, MaxRowsOpt, ModelOpt, ModelTimeoutOpt, OutputOpt,
-                                 Output, SeedOpt, SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format,
-                                 configured, status, stderr_console, stdout_console, writing_to)
+                                 Output, SeedOpt, SettingTimeoutOpt, TemperatureOpt, ThreadsOpt, TimeoutOpt,
+                                 check_format, configured, status, stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import NoValidCandidate
