@@ -54,7 +54,7 @@ def test_a_url_loads_a_server_model_through_the_same_door(server):
 
 
 def test_candidates_are_concurrent_requests_seeded_as_locally(server):
-    model = load_model(server.url)
+    model = load_model(server.url + "?logprobs=1")
     prompt = build_prompt("chatml-strict", "CREATE TABLE customers (id INT);", QUESTION, "sqlite")
     generation = generate(model, prompt, Sampling(candidates=4, temperature=0.7, seed=42, max_tokens=20))
     assert [c.sql for c in generation.candidates] == ["SELECT COUNT(*) FROM customers"] * 4
@@ -125,10 +125,20 @@ def test_tokens_are_estimated_when_the_server_cannot_count_them():
         assert model.count_tokens("x" * 30) == 11 and model.tokenizer == "estimate"
 
 
+def test_logprobs_are_asked_for_except_from_llama_cpp_pythons_server():
+    with ModelServer(tokenize=False) as other, ModelServer() as llama_cpp_python:  # it answers /extras/tokenize
+        for served, asked in ((other, True), (llama_cpp_python, False)):
+            model = load_model(served.url)
+            assert model.sample("SELECT", [0.0, 0.7], seed=1, max_tokens=4, stop=(";",))[0].text
+            assert [("logprobs" in r.body) for r in served.seen("/v1/completions")] == [asked, asked]
+        with pytest.raises(UsageError, match="logprobs=yes"):
+            load_model(llama_cpp_python.url + "?logprobs=yes")
+
+
 def test_a_server_without_logprobs_is_asked_again_without_them(server):
     server.script("/v1/completions", Reply(500, {"error": {"message": "logprobs is not supported"}}),
                   Reply(body={"choices": [{"text": " 1"}], "usage": {"completion_tokens": 1}}))
-    model = load_model(server.url)
+    model = load_model(server.url + "?logprobs=1")
     completions = model.sample("SELECT", [0.0], seed=1, max_tokens=4, stop=(";",))
     assert completions[0].text == " 1" and not model.logprobs_taken
     assert [("logprobs" in r.body) for r in server.seen("/v1/completions")] == [True, False]

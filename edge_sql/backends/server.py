@@ -4,7 +4,9 @@ Candidates are asked of the server's *completions* endpoint (``/v1/completions``
 the preset's protocol builds, answer prefix included, exactly as the local backend evaluates it, with the same
 sampling (top-k 40, top-p 0.95, min-p 0.05, no repeat penalty), ``seed + i`` for candidate i, the stop strings and the
 token bound. The N candidates are N requests in flight together (threads); ``logprobs`` are asked for and summed
-where the server returns them (the vote's tie-break). With the grammar remedy on, the schema's GBNF grammar travels
+where the server returns them (the vote's tie-break), except from llama-cpp-python's server (the one that answers
+``/extras/tokenize``), which sorts the whole vocabulary in Python for every token it returns them for: 3-4 times the
+time of a question with the demo model. ``?logprobs=1`` asks for them anyway, ``?logprobs=0`` never. With the grammar remedy on, the schema's GBNF grammar travels
 in the ``grammar`` field (llama.cpp servers honour it); a server that refuses it is told once on stderr, and from then
 on candidates are checked against the schema only after decoding.
 
@@ -47,7 +49,7 @@ DEFAULT_TIMEOUT = 300.0
 #: The most requests one ``sample`` call has in flight together.
 PARALLEL = 16
 #: The URL's query parameters, and what each sets.
-OPTIONS = ("preset", "protocol", "model", "context")
+OPTIONS = ("preset", "protocol", "model", "context", "logprobs")
 #: Sampling as the local backend samples (``backends/batch.py``, ``LlamaModel.complete``).
 SAMPLING = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
 #: Characters per token of the estimate used when the server cannot tokenize.
@@ -148,7 +150,10 @@ class ServerModel:
         self.concurrent = True  # it may be asked from several threads at once (eval --workers)
         self.tokenizer: str | None = None  # how tokens are counted: "extras", "tokenize" or "estimate"
         self.grammar_taken: bool | None = None  # None until a server has answered a request with a grammar
-        self.logprobs_taken = True
+        self.logprobs_taken = True  # False once the server refused them
+        self.logprobs_wanted = {"1": True, "0": False}.get(options.get("logprobs", ""))  # None: as the server goes
+        if options.get("logprobs", "") not in ("", "0", "1"):
+            raise UsageError(f"logprobs={options['logprobs']} in the model URL: give 1 or 0")
         self._counted: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -191,6 +196,8 @@ class ServerModel:
                grammar=None):
         """One request per temperature, in flight together; candidate i is seeded ``seed + i``. With ``on_finish``
         returning True, the candidates not finished yet come back ``stopped`` (their requests are abandoned)."""
+        if self.logprobs_wanted is None and self.tokenizer is None:
+            self.count_tokens(prompt)  # tells which server this is (see asks_logprobs)
         if grammar and self.grammar_taken is not False:
             from edge_sql.backends.grammar_check import check_grammar
 
@@ -231,7 +238,7 @@ class ServerModel:
         dropped: dict[str, ServerError] = {}  # what this server refused, and how
         while True:
             ask = dict(body)
-            if self.logprobs_taken and "logprobs" not in dropped:
+            if self.asks_logprobs() and "logprobs" not in dropped:
                 ask["logprobs"] = 1
             if grammar and self.grammar_taken is not False and "grammar" not in dropped:
                 ask["grammar"] = grammar
@@ -255,6 +262,14 @@ class ServerModel:
             elif "grammar" in ask:
                 self.grammar_taken = True
             return self.completion(answer)
+
+    def asks_logprobs(self) -> bool:
+        """Whether requests ask for logprobs: as ``?logprobs=`` says, else from every server but llama-cpp-python's
+        (it answers ``/extras/tokenize``; its logprobs cost 3-4 times the time of a question), and never again from a
+        server that refused them."""
+        if not self.logprobs_taken:
+            return False
+        return self.logprobs_wanted if self.logprobs_wanted is not None else self.tokenizer != "extras"
 
     def refuse_grammar(self, error: ServerError) -> None:
         with self._lock:
