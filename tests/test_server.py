@@ -168,6 +168,12 @@ def test_a_server_that_does_not_answer_in_time(shop, server):
     assert "no answer within 0.5 s (--model-timeout)" in line
 
 
+def test_a_server_that_trickles_its_answer_is_cut_off(shop, server):
+    server.script("/v1/completions", Reply(body={"choices": [{"text": "SELECT 1" + " " * 200}]}, trickle=0.05))
+    line = one_line_error(ask(shop, server.url, "--model-timeout", "0.5", "--candidates", "1"))
+    assert "no answer within 0.5 s (--model-timeout)" in line
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_api_key(shop, server, status):
     server.script("/v1/models", Reply(status, {"detail": "Invalid API key"}))

@@ -107,8 +107,9 @@ class Client:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
+            deadline = time.monotonic() + self.timeout
             with self._opener.open(request, timeout=self.timeout) as response:
-                raw, kind = response.read(), response.headers.get("Content-Type", "")
+                raw, kind = read_by(response, deadline), response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as error:
             raise self.refusal(error, path) from None
         except (TimeoutError, socket.timeout):
@@ -149,6 +150,19 @@ class Client:
         refused = ServerError(message, status, detail)
         refused.retry_after = retry_after(error.headers.get("Retry-After") if error.headers else None)
         return refused
+
+
+def read_by(response, deadline: float, chunk: int = 1 << 16) -> bytes:
+    """The body of ``response``, read in chunks; a server that sends it so slowly that it is not whole by
+    ``deadline`` (``time.monotonic()``) gets :class:`TimeoutError`, not a hang (each read alone has the timeout)."""
+    parts = []
+    while True:
+        part = response.read1(chunk) if hasattr(response, "read1") else response.read(chunk)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer did not arrive in time")
 
 
 def describe_reason(reason) -> str:
