@@ -260,3 +260,22 @@ def test_edgesql_model_may_be_a_url_and_schema_renders_as_its_preset_says(shop):
         assert f"using {served.url} (from EDGESQL_MODEL)" in result.stderr
         strict = runner.invoke(app, ["schema", "--db", str(shop), "--model", served.url + "?preset=ss-350m-sql-strict"])
         assert strict.exit_code == 0 and strict.stdout.startswith("Table ")
+
+
+def test_eval_workers_on_both_engines_report_as_one_worker(shop, server, tmp_path):
+    data = tmp_path / "questions.jsonl"
+    data.write_text("".join(json.dumps({"question": f"How many customers are there? ({i})",
+                                        "query": "SELECT COUNT(*) FROM customers", "db": str(shop)}) + "\n"
+                            for i in range(6)), encoding="utf-8")
+
+    def run(workers: int) -> list:
+        report = tmp_path / f"workers{workers}.json"
+        result = runner.invoke(app, ["eval", "--data", str(data), "--model", server.url, "--candidates", "1,3",
+                                     "--workers", str(workers), "--report", str(report)])
+        assert result.exit_code == 0, result.output
+        records = json.loads(report.read_text())["records"]
+        return [(r["index"], r["answers"]) for r in records]
+
+    together = run(4)
+    assert together == run(1) and [index for index, _ in together] == list(range(6))
+    assert all(answer["right"] for _, answers in together for answer in answers)

@@ -33,6 +33,7 @@ from edge_sql.eval.report import Outcome, Record, Report, measure_speed, peak_rs
 from edge_sql.eval.scoring import Databases, is_right, run_gold
 from edge_sql.pipeline import Limits, Setup, conclude, deliberate
 from edge_sql.remedies import Remedies
+from edge_sql.steps.database import open_database
 from edge_sql.steps.generate import Sampling
 from edge_sql.steps.validate import (EMPTY, EXECUTION_ERROR, PARSE_ERROR, REFUSED, TIMEOUT, UNKNOWN_COLUMN,
                                      UNKNOWN_TABLE)
@@ -154,18 +155,31 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
 def evaluate_together(examples: list[Example], one: Callable, workers: int,
                       progress: Callable[[Record], None] | None) -> tuple[list[Record], bool]:
     """``one(example, open_db)`` for every example, ``workers`` at a time, each worker thread with its own
-    databases; the records in the examples' order, and whether Ctrl-C cut the run short."""
+    connections; the records in the examples' order, and whether Ctrl-C cut the run short."""
     import threading
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from contextlib import ExitStack
 
     local, guard, done, interrupted = threading.local(), threading.Lock(), {}, False
     with ExitStack() as stack:
-        def run(position: int, example: Example) -> tuple[int, Record]:
-            if not hasattr(local, "open_db"):
+        shared = stack.enter_context(Databases())
+
+        def open_db(path):
+            """This thread's connection to ``path``: SQLite opens the file again; DuckDB opens a file once a process,
+            so a thread gets a cursor of that one connection (the same locked-down, read-only database)."""
+            views = local.__dict__.setdefault("views", {})
+            if path not in views:
                 with guard:
-                    local.open_db = stack.enter_context(Databases())
-            return position, one(example, local.open_db)
+                    database = shared(path)
+                    if database.engine == "duckdb":
+                        views[path] = replace(database, connection=database.connection.cursor())
+                        stack.callback(views[path].connection.close)
+                    else:
+                        views[path] = stack.enter_context(open_database(path))
+            return views[path]
+
+        def run(position: int, example: Example) -> tuple[int, Record]:
+            return position, one(example, open_db)
 
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgesql-eval")
         pending = {pool.submit(run, position, example) for position, example in enumerate(examples)}
