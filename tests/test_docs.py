@@ -40,7 +40,7 @@ def test_every_command_has_help_and_is_documented(command):
 
 @pytest.mark.parametrize("option", ["--db", "--model", "--candidates", "--temperature", "--seed", "--format",
                                     "--max-rows", "--timeout", "--memory", "--show-candidates", "--early-stop", "--output", "--log", "--log-rows",
-                                    "--threads", "--explain"])
+                                    "--threads", "--explain", "--model-timeout"])
 def test_every_ask_option_is_documented(option):
     assert option in runner.invoke(app, ["ask", "--help"]).stdout
     assert f"`{option}" in README

@@ -76,8 +76,9 @@ def unregister_model(name: str) -> None:
 
 
 def register_backend(name: str, load: Callable[..., Model | None]) -> None:
-    """Ask ``load(name_or_path, threads=...)`` for every model name not registered by :func:`register_model`; it
-    returns a model for the names it serves and None for the others. Backends are asked in registration order."""
+    """Ask ``load(name_or_path, threads=..., timeout=...)`` for every model name not registered by
+    :func:`register_model`; it returns a model for the names it serves and None for the others. Backends are asked in
+    registration order."""
     _BACKENDS[:] = [(known, loader) for known, loader in _BACKENDS if known != name] + [(name, load)]
 
 
@@ -113,13 +114,14 @@ def physical_cores(cpuinfo: str | None = None) -> int:
     return len(cores)
 
 
-def load_model(name_or_path: str, *, threads: int | None = None) -> Model:
-    """Load a registered model, or whatever a backend serves under that name (a preset, a GGUF file by path)."""
+def load_model(name_or_path: str, *, threads: int | None = None, timeout: float | None = None) -> Model:
+    """Load a registered model, or whatever a backend serves under that name (a preset, a GGUF file by path, a
+    server's URL). ``timeout`` is the seconds a model server may take to answer (local models ignore it)."""
     threads = threads or default_threads()
     if name_or_path in _FACTORIES:
         return _FACTORIES[name_or_path](threads=threads)
     for _, load in _BACKENDS:
-        model = load(name_or_path, threads=threads)
+        model = load(name_or_path, threads=threads, timeout=timeout)
         if model is not None:
             return model
     known = ", ".join(sorted(set(load_presets()) | set(_FACTORIES)))

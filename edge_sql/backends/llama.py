@@ -18,9 +18,9 @@ GGUF_MAGIC = b"GGUF"
 MAX_CONTEXT = 4096
 
 
-def load(name_or_path: str, *, threads: int) -> "LlamaModel | None":
+def load(name_or_path: str, *, threads: int, **_) -> "LlamaModel | None":
     """A preset by name, a GGUF file by path, or the folder ``edgesql train`` wrote (its adapter over its base);
-    None for a name this backend does not serve."""
+    None for a name this backend does not serve (other options, a server's timeout, mean nothing here)."""
     preset = get_preset(name_or_path)
     if preset is not None:
         return LlamaModel(weights_path(preset), preset=preset, threads=threads, adapter=adapter_path(preset))

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, MemoryOpt, ModelOpt,
-                                 Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingTimeoutOpt, TemperatureOpt,
-                                 ThreadsOpt, TimeoutOpt, check_format, configured, status, stderr_console,
-                                 stdout_console, writing_to)
+                                 ModelTimeoutOpt, Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingTimeoutOpt,
+                                 TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured, status,
+                                 stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 from edge_sql.errors import NoValidCandidate
@@ -32,6 +32,7 @@ def ask(
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
                                              "candidates agree on a result.")] = False,
     threads: ThreadsOpt = None,
+    model_timeout: ModelTimeoutOpt = 300.0,
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
                                           "each clause does (read from the query, no model call).")] = False,
     output: OutputOpt = None,
@@ -58,7 +59,7 @@ def ask(
                                                                            memory, threads)
     question = clean_question(question)
     with isolate(open_database(db)) as database:
-        loaded = load_chosen(model, threads)
+        loaded = load_chosen(model, threads, model_timeout)
         remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
@@ -105,13 +106,13 @@ def ask(
                 print_explanation(console if fmt == "table" else stderr_console(), explanation)
 
 
-def load_chosen(model: str | None, threads: int | None):
+def load_chosen(model: str | None, threads: int | None, model_timeout: float | None = None):
     """The model that --model, EDGESQL_MODEL or the installed presets choose (saying which), loaded."""
     from edge_sql.backends import load_model
 
     name = chosen_model(model)
     with status("Loading the model…"):
-        return load_model(name, threads=threads)
+        return load_model(name, threads=threads, timeout=model_timeout)
 
 
 def say_if_cut(answer) -> None:
@@ -136,7 +137,13 @@ def schema(
     from edge_sql.steps.schema import render_schema
 
     with open_database(db) as database:
-        preset = get_preset(chosen_model(model)) or GENERIC
+        name = chosen_model(model)
+        if name.lower().startswith(("http://", "https://")):  # a server: the preset it is asked with
+            from edge_sql.backends import load_model
+
+            preset = load_model(name).preset
+        else:
+            preset = get_preset(name) or GENERIC
         shown, values = database.schema, ""
         if question is not None:
             from edge_sql.steps.focus import focus_schema, pruning_note
@@ -190,6 +197,7 @@ def shell(
     threads: ThreadsOpt = None,
     log: LogOpt = False,
     log_rows: LogRowsOpt = False,
+    model_timeout: ModelTimeoutOpt = 300.0,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -212,12 +220,12 @@ def shell(
                                                                            memory, threads)
     interactive = sys.stdin.isatty()
     with isolate(open_database(db)) as database:
-        loaded = load_chosen(model, threads)
+        loaded = load_chosen(model, threads, model_timeout)
         remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
 
         def load(name: str):
             with status(f"Loading {name}…"):
-                return load_model(name, threads=threads)
+                return load_model(name, threads=threads, timeout=model_timeout)
 
         terminal = sys.stdout.isatty()
         console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,

@@ -17,8 +17,11 @@ from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, EdgeSQLError, UsageError
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
                                      show_default=False)]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name or the path of a GGUF file. "
-                     "[default: EDGESQL_MODEL, else the best installed preset, else smollm2-135m-sql]", show_default=False)]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name, the path of a GGUF file, or "
+                     "the URL of an OpenAI-compatible server (http://host:port/v1). [default: EDGESQL_MODEL, else the "
+                     "best installed preset, else smollm2-135m-sql]", show_default=False)]
+ModelTimeoutOpt = Annotated[float, typer.Option("--model-timeout", min=0.1, help="Seconds a model server (--model URL) "
+                            "may take to answer one candidate, queueing included.")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or markdown.")]
 MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]

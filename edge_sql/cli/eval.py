@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import MemoryOpt, TemperatureOpt, ThreadsOpt, status, stderr_console, stdout_console
+from edge_sql.cli.common import (MemoryOpt, ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status, stderr_console,
+                                 stdout_console)
 from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
 
 MAX_CANDIDATES = 64
@@ -39,7 +40,8 @@ def eval_command(
     parts: Annotated[Optional[list[Path]], typer.Argument(metavar="[REPORT]...", show_default=False,
                                                           help="With --combine: the shard reports to merge.")] = None,
     model: Annotated[str, typer.Option("--model", "-m",
-                                       help="A preset name or the path of a GGUF file.")] = "smollm2-135m",
+                                       help="A preset name, the path of a GGUF file, or the URL of "
+                                       "an OpenAI-compatible server (http://host:port/v1).")] = "smollm2-135m",
     candidates: Annotated[str, typer.Option("--candidates", "-n", metavar="COUNTS",
                                             help="Candidate counts to score, comma-separated: 1 = greedy, 5 = vote "
                                             "of 5; one sampling pass serves them all.")] = "1,5",
@@ -60,6 +62,9 @@ def eval_command(
                                                         "question, one per line (Spider's format), and the matching "
                                                         "gold file.", show_default=False)] = None,
     threads: ThreadsOpt = None,
+    model_timeout: ModelTimeoutOpt = 300.0,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions in flight together, for a "
+                                         "model server (--model URL); the report is the same as with 1.")] = 1,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -96,7 +101,10 @@ def eval_command(
     if part is not None:
         examples = shard_examples(examples, part)
     with status("Loading the model…"):
-        loaded = load_model(model, threads=threads)
+        loaded = load_model(model, threads=threads, timeout=model_timeout)
+    if workers > 1 and not getattr(loaded, "concurrent", False):
+        raise typer.BadParameter("a local model answers one question at a time: --workers needs a model server "
+                                 "(--model http://host:port/v1)", param_hint="--workers")
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False, preset=loaded.preset)
     sampling = Sampling(candidates=max(counts), seed=seed,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
@@ -104,8 +112,8 @@ def eval_command(
                  "limit": limit, "shuffle": shuffle, "seed": seed,
                  "shard": None if part is None else {"k": part[0], "of": part[1]}}
     with Progress(len(examples), counts) as progress:
-        result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout, memory=memory), selection=selection,
-                          progress=progress.advance, remedies=remedies)
+        result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout, memory=memory),
+                          selection=selection, progress=progress.advance, remedies=remedies, workers=workers)
     if report is not None:
         report.write_text(json.dumps(report_to_dict(result), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     if predictions is not None:

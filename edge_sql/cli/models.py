@@ -173,14 +173,17 @@ def pull_model(
 @models_app.command("info")
 @reports_errors
 def info(
-    name_or_path: Annotated[str, typer.Argument(help="An installed preset's name or the path of a GGUF file.",
-                                                show_default=False)],
+    name_or_path: Annotated[str, typer.Argument(help="An installed preset's name, the path of a GGUF file, or the "
+                                                "URL of an OpenAI-compatible server.", show_default=False)],
     fmt: FormatOpt = "table",
 ) -> None:
     """Show what a GGUF file says about itself (architecture, size, quantization, context, chat template,
-    tokenizer), without loading its weights."""
+    tokenizer), without loading its weights; for a server's URL, what its /v1/models says and how edgesql asks it."""
     from rich.table import Table
     from rich.text import Text
+
+    if name_or_path.lower().startswith(("http://", "https://")):
+        return server_info(name_or_path, fmt)
 
     from edge_sql.backends.gguf_info import human_count, read_info
     from edge_sql.preset import GENERIC, get_preset
@@ -224,6 +227,34 @@ def info(
         *((key.removeprefix("edgesql."), str(value)) for key, value in found.edgesql.items()),
         ("asked with", f"{preset.protocol} ({chat})" + ("" if preset is GENERIC else f", preset {preset.name}")),
     ]
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    print_wide(table, 120)
+
+
+def server_info(url: str, fmt: str) -> None:
+    """``models info URL``: the models a server lists, the one edgesql asks, with which preset, context and
+    tokenizer."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from edge_sql.backends.server import ServerModel
+
+    check_format(fmt)
+    found = ServerModel(url).info()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    ways = {"extras": "the server's /extras/tokenize", "tokenize": "the server's /tokenize",
+            "estimate": "estimated: 1 token per 3 characters (the server cannot tokenize)"}
+    rows = [("server", found["url"]), ("models", ", ".join(found["models"]) or "-"), ("asked", found["model"]),
+            ("asked with", f"{found['protocol']}" + (f", preset {found['preset']}" if found["preset"] else
+                                                      " (generic ChatML; ?preset=NAME in the URL chooses one)")),
+            ("context length", f"{found['context_length']:,}"), ("tokens counted by", ways[found["tokenizer"]]),
+            ("API key", found["api_key"])]
     table = Table(show_header=False, box=None)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")

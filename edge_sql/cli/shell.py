@@ -28,7 +28,7 @@ Type a question in plain English, or one of:
   .schema           the schema as the model sees it
   .sql QUERY        run QUERY through the guard and the read-only executor, as `edgesql run` does
   .candidates N     sample N candidate queries for each question (1 = greedy)
-  .model NAME       switch to another preset or GGUF file
+  .model NAME       switch to another preset, GGUF file or server URL
   .format FORMAT    table, json or csv
   .reset            forget the previous question (the next one is not a follow-up)
   .help             this help

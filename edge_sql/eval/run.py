@@ -33,7 +33,9 @@ from edge_sql.eval.report import Outcome, Record, Report, measure_speed, peak_rs
 from edge_sql.eval.scoring import Databases, is_right, run_gold
 from edge_sql.pipeline import Limits, Setup, conclude, deliberate
 from edge_sql.remedies import Remedies
+from edge_sql.steps.database import open_database
 from edge_sql.steps.generate import Sampling
+from edge_sql.steps.sandbox import isolate
 from edge_sql.steps.validate import (EMPTY, EXECUTION_ERROR, PARSE_ERROR, REFUSED, TIMEOUT, UNKNOWN_COLUMN,
                                      UNKNOWN_TABLE)
 
@@ -113,23 +115,35 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
 
 def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: Sampling, counts: tuple[int, ...],
              limits: Limits = Limits(), *, selection: dict | None = None,
-             progress: Callable[[Record], None] | None = None, remedies: Remedies = Remedies()) -> Report:
+             progress: Callable[[Record], None] | None = None, remedies: Remedies = Remedies(),
+             workers: int = 1) -> Report:
     """Evaluate ``model`` on ``examples``: one sampling pass of ``max(counts)`` candidates a question, scored for
-    each count. Ctrl-C ends the run early with a report of the questions done (``interrupted``)."""
+    each count. Ctrl-C ends the run early with a report of the questions done (``interrupted``).
+
+    With ``workers`` > 1, that many questions are in flight together (a model that may be asked from several threads
+    at once: a server); each worker opens its own connections, and the records keep the questions' order, so the
+    report is the sequential run's."""
     counts = tuple(sorted(set(counts)))
     sampling = replace(sampling, candidates=max(counts))
     records, interrupted = [], False
     started = time.perf_counter()
-    with Databases() as open_db:
-        try:
-            for example in examples:
-                record = evaluate_example(example, dataset.layout, dataset.metric, model, sampling, counts, limits,
-                                          open_db, remedies)
-                records.append(record)
-                if progress:
-                    progress(record)
-        except KeyboardInterrupt:
-            interrupted = True
+
+    def one(example: Example, open_db: Callable) -> Record:
+        return evaluate_example(example, dataset.layout, dataset.metric, model, sampling, counts, limits, open_db,
+                                remedies)
+
+    if workers > 1:
+        records, interrupted = evaluate_together(examples, one, workers, progress)
+    else:
+        with Databases() as open_db:
+            try:
+                for example in examples:
+                    record = one(example, open_db)
+                    records.append(record)
+                    if progress:
+                        progress(record)
+            except KeyboardInterrupt:
+                interrupted = True
     wall = time.perf_counter() - started
     speed = measure_speed(records)
     return Report(
@@ -137,6 +151,57 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
         sampling=sampling, selection=dict(selection or {}), records=tuple(records), wall_seconds=round(wall, 2),
         peak_rss_mib=peak_rss_mib(), speed=speed, interrupted=interrupted, remedies=remedies,
     )
+
+
+def evaluate_together(examples: list[Example], one: Callable, workers: int,
+                      progress: Callable[[Record], None] | None) -> tuple[list[Record], bool]:
+    """``one(example, open_db)`` for every example, ``workers`` at a time, each worker thread with its own
+    connections; the records in the examples' order, and whether Ctrl-C cut the run short."""
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from contextlib import ExitStack
+
+    local, guard, done, interrupted = threading.local(), threading.Lock(), {}, False
+    with ExitStack() as stack:
+        shared = stack.enter_context(Databases())
+
+        def open_db(path):
+            """This thread's connection to ``path``: SQLite opens the file again; DuckDB opens a file once a process,
+            so a thread gets a cursor of that one connection (the same locked-down, read-only database). Each thread's
+            queries run in its own worker process; only the database it used last keeps its worker running."""
+            views = local.__dict__.setdefault("views", {})
+            if path not in views:
+                with guard:
+                    database = shared(path)
+                    if database.engine == "duckdb":
+                        views[path] = replace(database, connection=database.connection.cursor(), worker=None)
+                        stack.callback(views[path].close)
+                    else:
+                        views[path] = stack.enter_context(open_database(path))
+                    isolate(views[path])
+            last = getattr(local, "last", None)
+            if last not in (None, path):
+                views[last].worker.close()
+            local.last = path
+            return views[path]
+
+        def run(position: int, example: Example) -> tuple[int, Record]:
+            return position, one(example, open_db)
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgesql-eval")
+        pending = {pool.submit(run, position, example) for position, example in enumerate(examples)}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    position, record = future.result()
+                    done[position] = record
+                    if progress:
+                        progress(record)
+        except KeyboardInterrupt:
+            interrupted = True
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+    return [done[position] for position in sorted(done)], interrupted
 
 
 def model_counters(model: Model) -> dict[str, float] | None:
