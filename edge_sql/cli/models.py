@@ -179,8 +179,6 @@ def info(
 ) -> None:
     """Show what a GGUF file says about itself (architecture, size, quantization, context, chat template,
     tokenizer), without loading its weights; for a server's URL, what its /v1/models says and how edgesql asks it."""
-    from rich.table import Table
-    from rich.text import Text
 
     if name_or_path.lower().startswith(("http://", "https://")):
         return server_info(name_or_path, fmt)
@@ -227,19 +225,12 @@ def info(
         *((key.removeprefix("edgesql."), str(value)) for key, value in found.edgesql.items()),
         ("asked with", f"{preset.protocol} ({chat})" + ("" if preset is GENERIC else f", preset {preset.name}")),
     ]
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        table.add_row(key, Text(value))
-    print_wide(table, 120)
+    print_rows(rows)
 
 
 def server_info(url: str, fmt: str) -> None:
     """``models info URL``: the models a server lists, the one edgesql asks, with which preset, context and
     tokenizer."""
-    from rich.table import Table
-    from rich.text import Text
 
     from edge_sql.backends.server import ServerModel
 
@@ -255,12 +246,7 @@ def server_info(url: str, fmt: str) -> None:
                                                       " (generic ChatML; ?preset=NAME in the URL chooses one)")),
             ("context length", f"{found['context_length']:,}"), ("tokens counted by", ways[found["tokenizer"]]),
             ("API key", found["api_key"])]
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        table.add_row(key, Text(value))
-    print_wide(table, 120)
+    print_rows(rows)
 
 
 @models_app.command("rm")
@@ -276,3 +262,16 @@ def rm(name: NameArg) -> None:
         return
     freed = remove(preset)
     say(f"removed {preset.name} ({human_size(freed)} freed)")
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    """Name–value rows as a borderless two-column table (``models info``)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    print_wide(table, 120)

@@ -30,15 +30,21 @@ def adapter_tensors(state: dict, *, arch: str, heads: int, kv_heads: int) -> dic
         match = LORA.match(name)
         if match:
             pairs.setdefault(match.group(1), {})[match.group(2)] = tensor.detach().to("cpu").float().numpy()
+    return pair_up({module: (pair.get("A"), pair.get("B")) for module, pair in sorted(pairs.items())},
+                   lambda b, n: permute(b, n) if arch == "llama" else b, heads, kv_heads, "the adapter")
+
+
+def pair_up(pairs: dict, reorder, heads: int, kv_heads: int, where) -> dict[str, tuple]:
+    """module → (A, B) with B's query and key rows put in the other RoPE order by ``reorder(B, heads)``; a
+    :class:`UsageError` naming ``where`` when a module has only one half of its pair."""
     out = {}
-    for module, pair in sorted(pairs.items()):
-        if set(pair) != {"A", "B"}:
-            raise UsageError(f"the adapter has only half of {module}'s LoRA pair")
-        a, b = pair["A"], pair["B"]
-        if arch == "llama" and module.endswith("q_proj"):
-            b = permute(b, heads)
-        elif arch == "llama" and module.endswith("k_proj"):
-            b = permute(b, kv_heads)
+    for module, (a, b) in pairs.items():
+        if a is None or b is None:
+            raise UsageError(f"{where} has only half of {module}'s LoRA pair")
+        if module.endswith("q_proj"):
+            b = reorder(b, heads)
+        elif module.endswith("k_proj"):
+            b = reorder(b, kv_heads)
         out[module] = (a, b)
     return out
 
@@ -100,16 +106,8 @@ def read_adapter(path: Path, *, arch: str, blocks: int, heads: int, kv_heads: in
             raise UsageError(f"{path} holds {tensor.name}, which this {arch} base with {blocks} layers does not have")
         shape = tuple(int(n) for n in reversed(tensor.shape))  # GGUF lists dimensions innermost first
         halves.setdefault(modules[target], {})[half] = np.asarray(tensor.data, dtype=np.float32).reshape(shape)
-    tensors = {}
-    for module, pair in halves.items():
-        if set(pair) != {"a", "b"}:
-            raise UsageError(f"{path} has only half of {module}'s LoRA pair")
-        a, b = pair["a"], pair["b"]
-        if arch == "llama" and module.endswith("q_proj"):
-            b = unpermute(b, heads)
-        elif arch == "llama" and module.endswith("k_proj"):
-            b = unpermute(b, kv_heads)
-        tensors[module] = (a, b)
+    tensors = pair_up({module: (pair.get("a"), pair.get("b")) for module, pair in halves.items()},
+                      lambda b, n: unpermute(b, n) if arch == "llama" else b, heads, kv_heads, path)
     ranks = {a.shape[0] for a, _ in tensors.values()}
     if len(ranks) != 1:
         raise UsageError(f"{path} mixes LoRA ranks {sorted(ranks)}; edgesql train continues one rank only")
