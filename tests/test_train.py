@@ -85,6 +85,9 @@ def test_train_writes_an_adapter_that_ask_and_eval_run(base, tmp_path):
                                 "-n", "2", "--format", "json", "How many customers are there?"])
     assert asked.exit_code in (0, 5), asked.output  # a random model may write nothing valid; it must run
     assert "Traceback" not in asked.output
+    from edge_sql.backends import load_model
+
+    assert load_model(str(tmp_path / "run"), threads=1).name == "run (tiny.f16.gguf + adapter)"  # not its base's
     evaluated = runner.invoke(app, ["eval", "--data", str(tmp_path / "run" / "held-back.jsonl"), "--model",
                                     str(tmp_path / "run"), "-n", "1"])
     assert evaluated.exit_code == 0, evaluated.output

@@ -46,7 +46,9 @@ def trained_model(folder: Path, threads: int) -> "LlamaModel":
         raise ModelError(f"{folder} holds an adapter but no readable {TRAINING_RECORD} naming its base model") from None
     preset = get_preset(base)
     weights = weights_path(preset) if preset is not None else Path(base)
-    return LlamaModel(weights, preset=preset or GENERIC, threads=threads, adapter=folder / TRAINED_ADAPTER)
+    model = LlamaModel(weights, preset=preset or GENERIC, threads=threads, adapter=folder / TRAINED_ADAPTER)
+    model.name = f"{Path(folder).resolve().name} ({Path(str(base)).name} + adapter)"  # what answers and reports name
+    return model
 
 
 def context_length(preset: Preset, trained: int, asked: int | None = None) -> int:
