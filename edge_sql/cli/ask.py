@@ -54,7 +54,7 @@ def ask(
     from edge_sql.steps.question import clean_question
 
     check_format(fmt)
-    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
+    chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
                                                                            memory, threads)
     question = clean_question(question)
@@ -215,7 +215,7 @@ def shell(
     from edge_sql.cli.shell import Shell, run_loop
 
     check_format(fmt)
-    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)
+    chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
                                                                            memory, threads)
     interactive = sys.stdin.isatty()

@@ -92,7 +92,7 @@ def eval_command(
     from edge_sql.pipeline import Limits
 
     counts = parse_counts(candidates)
-    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False)
+    chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False)  # bad flags fail before loading
     for path, option in ((report, "--report"), (predictions, "--predictions")):
         check_writable(path, option)
     dataset = load_dataset(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sql.errors import UsageError
+from edge_sql.train.loop import MLP, TARGETS
 
 LORA = re.compile(r"(?:.*\.)?(model\.layers\.\d+\..+?)\.lora_([AB])(?:\.default)?\.weight$")
 
@@ -93,12 +94,11 @@ def read_adapter(path: Path, *, arch: str, blocks: int, heads: int, kv_heads: in
     names = gguf.get_tensor_name_map(architecture, blocks)
     modules = {}
     for block in range(blocks):
-        for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
-            module = f"model.layers.{block}.{part}"
-            target = names.get_name(module + ".weight", try_suffixes=(".weight",))
-            if target is not None:
-                modules[target] = module
+        for target in TARGETS:
+            module = f"model.layers.{block}.{'mlp' if target in MLP else 'self_attn'}.{target}"
+            name = names.get_name(module + ".weight", try_suffixes=(".weight",))
+            if name is not None:
+                modules[name] = module
     halves: dict[str, dict[str, np.ndarray]] = {}
     for tensor in reader.tensors:
         target, _, half = tensor.name.rpartition(".lora_")

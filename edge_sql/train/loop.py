@@ -25,6 +25,7 @@ from edge_sql.errors import INTERRUPTED, EdgeSQLError, UsageError
 
 #: The projections LoRA adapts (Llama and Qwen2 names).
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")  # under ``mlp.``; the others under ``self_attn.``
 IGNORE = -100
 
 
@@ -207,22 +208,22 @@ def choose_device(asked: str, torch) -> str:
 
 
 def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpoints: Path,
-          on_step: Callable[[Progress], None] | None = None, blocks: int, start=None, start_digest: str = ""):
-    """Train a LoRA adapter on ``batches``, from ``start`` (an :class:`~edge_sql.train.adapter.Adapter`) when given;
-    resumes from ``checkpoints`` when it holds one for the same batches, settings and start. Returns the PEFT model
+          on_step: Callable[[Progress], None] | None = None, blocks: int, initial=None, initial_digest: str = ""):
+    """Train a LoRA adapter on ``batches``, from ``initial`` (an :class:`~edge_sql.train.adapter.Adapter`) when
+    given; resumes from ``checkpoints`` when it holds one for the same batches, settings and initial adapter. Returns the PEFT model
     and the mean loss of each epoch (or part of one)."""
     import torch
 
     torch.manual_seed(settings.seed)
     peft_model = lora_model(model, settings, blocks)
-    if start is not None:
-        load_start(peft_model, start, torch)
+    if initial is not None:
+        load_start(peft_model, initial, torch)
     peft_model.train()
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
     order = plan(batches, settings.epochs, settings.seed)
     identity = {"settings": {k: v for k, v in asdict(settings).items() if k != "device"},
-                "batches": len(batches), "tokens": sum(b.tokens for b in batches), "start": start_digest}
+                "batches": len(batches), "tokens": sum(b.tokens for b in batches), "start": initial_digest}
     start, losses, window = 0, [], []  # window: this epoch's (summed loss, tokens) per batch
     saved = checkpoints / "checkpoint.pt"
     if saved.is_file():

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edge_sql.backends.llama import TRAINED_ADAPTER
 from edge_sql.digest import file_sha256
 from edge_sql.errors import ModelError, UsageError
 from edge_sql.preset import GENERIC, Preset, get_preset
@@ -138,10 +139,10 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
     try:
         out.mkdir(parents=True, exist_ok=True)
         model, losses = train(loaded.model, loaded.tokenizer, batches, settings, checkpoints=out / "checkpoints",
-                              on_step=on_step, blocks=loaded.blocks, start=start, start_digest=start_digest)
+                              on_step=on_step, blocks=loaded.blocks, initial=start, initial_digest=start_digest)
         seconds = time.monotonic() - started
         tensors = adapter_tensors(model.state_dict(), arch=loaded.arch, heads=loaded.heads, kv_heads=loaded.kv_heads)
-        adapter = out / "adapter.gguf"
+        adapter = out / TRAINED_ADAPTER
         size = write_adapter(adapter, tensors, arch=loaded.arch, blocks=loaded.blocks, alpha=settings.alpha,
                              name=f"{Path(str(loaded.name)).stem} SQL LoRA",
                              metadata={"edgesql.base": str(loaded.name), "edgesql.protocol": loaded.preset.protocol,
@@ -182,7 +183,7 @@ def starting_adapter(resume: str | Path, out: Path) -> Path:
         if out.resolve() == path.resolve():
             raise UsageError(f"--resume {path} and --out are the same folder; give a new --out folder (the adapter "
                              "you continue stays as it is)")
-        path = path / "adapter.gguf"
+        path = path / TRAINED_ADAPTER
     if not path.is_file():
         raise UsageError(f"--resume {resume}: no adapter there (give a folder edgesql train wrote, a GGUF LoRA file "
                          "or a preset with an adapter)")
