@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from speed import median, peak_rss_mb  # beside this file: the same medians and peak memory as the speed benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = ROOT / "examples" / "shop.sqlite"
@@ -50,18 +51,6 @@ def child(config: dict) -> dict:
                                          if cost and cost.decode_seconds else None),
                          "sql": answer.sql})
     return {"load": load, "runs": runs, "rss_mb": peak_rss_mb()}
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def median(values) -> float:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
