@@ -14,40 +14,44 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+from edge_sql.backends import Model
+from edge_sql.errors import DatabaseError, NoValidCandidate
+from edge_sql.protocols import get_protocol
+from edge_sql.remedies import Remedies
 from edge_sql.steps.database import Database
-from edge_sql.errors import DatabaseError, NoValidCandidate, QueryFailed, QueryTimeout
-from edge_sql.steps.execute import DEFAULT_MEMORY, execute
 from edge_sql.steps.generate import Sampling, answer_budget, generate
 from edge_sql.steps.hints import render_hints, value_hints
-from edge_sql.backends import Model
+from edge_sql.steps.judge import EarlyStop, Limits, describe_failure, judge, lap, nearest_failure
 from edge_sql.steps.prompt import Prompt, build_prompt
 from edge_sql.steps.question import clean_question
-from edge_sql.remedies import Remedies
 from edge_sql.steps.schema import Schema, render_schema
-from edge_sql.steps.validate import (EXECUTION_ERROR, PARSE_ERROR, REFUSED, STOPPED, TIMEOUT, UNKNOWN_COLUMN,
-                                     UNKNOWN_TABLE, Verdict, validate)
 from edge_sql.steps.vote import Ballot, Entry, result_key, vote
 
-@dataclass(frozen=True)
-class Limits:
-    """What a query may cost: its rows shown, its seconds, and its memory in MiB (held to by the database's worker
-    process, ``steps/sandbox.py``; a query on the database's own connection has only the engines' limits)."""
+__all__ = ["Answer", "Deliberation", "Limits", "Merger", "Setup", "View", "ask", "conclude", "decide", "deliberate",
+           "describe_failure", "fit_prompt", "judge"]
 
-    max_rows: int = 100
-    timeout: float = 10.0
-    memory: int = DEFAULT_MEMORY
+@dataclass(frozen=True)
+class Merger:
+    """Who settles a split vote (``remedies.merge``): ``model`` (the answering model itself when None; CSC-SQL uses
+    a merge-revision model of its own), asked for ``candidates`` queries at ``temperature`` (the first greedy), whose
+    vote is the merged answer."""
+
+    model: Model | None = None
+    candidates: int = 1
+    temperature: float = 0.0
 
 
 @dataclass(frozen=True)
 class Setup:
     """What a question is answered with: the open database, the loaded model, how candidates are sampled, what a
-    query may cost, and which remedies are on."""
+    query may cost, which remedies are on, and who merges a split vote."""
 
     db: Database
     model: Model
     sampling: Sampling
     limits: Limits = Limits()
     remedies: Remedies = Remedies()
+    merger: Merger = Merger()
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None =
     db, model, sampling, limits = setup.db, setup.model, setup.sampling, setup.limits
     question = clean_question(question)
     if sampling.max_tokens is None:
-        sampling = replace(sampling, max_tokens=answer_budget(question))
+        sampling = replace(sampling, max_tokens=budget_for(model, question))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -144,6 +148,12 @@ def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None =
         tokens={"prompt": generation.prompt_tokens, "generated": generation.generated_tokens},
         view=view,
     )
+
+
+def budget_for(model: Model, question: str) -> int:
+    """The tokens a candidate of ``model`` may take: the reasoning budget of its protocol, else one sized by the
+    question."""
+    return answer_budget(question, get_protocol(model.preset.protocol).reasoning)
 
 
 def generate_for(model: Model, view: View, sampling: Sampling, on_candidate=None, prompt: Prompt | None = None):
@@ -186,28 +196,54 @@ def repair_round(deliberation: Deliberation, setup: Setup, round_number: int) ->
 
 
 def merge_round(answer: Answer, deliberation: Deliberation, setup: Setup) -> Answer:
-    """When no result has a majority, one greedy candidate asked to settle between the two most-voted queries; it
-    becomes the answer when it runs, else the vote stands."""
-    from edge_sql.steps.merge import merge_request, split_vote
+    """When no result has a majority, the merger is shown the two most-voted queries and what each returned and
+    asked for the right one (CSC-SQL's corrective self-consistency); the vote of its candidates becomes the answer
+    when one runs, else the first vote stands."""
+    from edge_sql.steps.merge import drafts, merge_request, split_vote
 
     pair = split_vote(answer.ballot)
     if pair is None:
         return answer
+    db, merger, view = setup.db, setup.merger, deliberation.view
+    model = merger.model or setup.model
+    preset = model.preset
     first, second = ((e.verdict.sql, e.result.columns, e.result.rows) for e in pair)
-    request = merge_request(deliberation.question, first, second)
-    merged = second_round(deliberation, request, "merge", replace(setup, sampling=replace(setup.sampling, candidates=1)))
-    entry = merged.entries[-1]
-    if entry.result is None:
-        return replace(answer, ballot=Ballot(answer.ballot.entries + (entry,), answer.ballot.winner),
-                       timings={**answer.timings, **merged.timings}, tokens=merged.tokens)
-    key = result_key(entry.result, entry.verdict.ordered)
-    agreeing = 1 + sum(1 for e in answer.ballot.entries
-                       if e.result is not None and result_key(e.result, e.verdict.ordered) == key)
-    entry = replace(entry, votes=agreeing)
-    return replace(answer, sql=entry.verdict.sql, columns=entry.result.columns, rows=entry.result.rows,
-                   truncated=entry.result.truncated, votes=agreeing,
-                   ballot=Ballot(answer.ballot.entries + (entry,), entry),
-                   timings={**answer.timings, **merged.timings}, tokens=merged.tokens)
+    rendered = view.rendered if preset.schema_style == setup.model.preset.schema_style else \
+        render_schema(view.schema, preset.schema_style, samples=False)
+    if get_protocol(preset.protocol).merge:
+        prompt = build_prompt(preset.protocol, rendered, deliberation.question, db.dialect, preset.prefix,
+                              drafts=drafts(first, second))
+    else:
+        prompt = build_prompt(preset.protocol, rendered, merge_request(deliberation.question, first, second),
+                              db.dialect, preset.prefix)
+    grammar = None
+    if view.grammar is not None:
+        from edge_sql.steps.grammar import schema_grammar
+
+        grammar = schema_grammar(view.schema, db.dialect, preset.prefix, reasoning=bool(prompt.reasoning))
+    sampling = replace(setup.sampling, candidates=merger.candidates, temperature=merger.temperature,
+                       max_tokens=setup.sampling.max_tokens or budget_for(model, deliberation.question))
+    timings = dict(answer.timings)
+    clock = time.perf_counter()
+    generation = generate(model, prompt, sampling, grammar=grammar)
+    timings["merge"] = lap(clock)
+    merged = [replace(entry, stage="merge") for entry in judge(generation.candidates, db, setup.limits, timings)]
+    tokens = {name: answer.tokens.get(name, 0) + count for name, count in
+              (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
+    ballot = vote(merged)
+    winner = ballot.winner
+    if winner is None:
+        return replace(answer, ballot=Ballot(answer.ballot.entries + ballot.entries, answer.ballot.winner),
+                       timings=timings, tokens=tokens)
+    key = result_key(winner.result, winner.verdict.ordered)
+    agreeing = sum(1 for e in answer.ballot.entries + ballot.entries
+                   if e.result is not None and result_key(e.result, e.verdict.ordered) == key)
+    chosen = replace(winner, votes=agreeing)
+    entries = answer.ballot.entries + tuple(chosen if e is winner else e for e in ballot.entries)
+    winner = chosen
+    return replace(answer, sql=winner.verdict.sql, columns=winner.result.columns, rows=winner.result.rows,
+                   truncated=winner.result.truncated, votes=agreeing, ballot=Ballot(entries, winner),
+                   timings=timings, tokens=tokens)
 
 
 def second_round(deliberation: Deliberation, request: str, stage: str, setup: Setup) -> Deliberation:
@@ -216,7 +252,7 @@ def second_round(deliberation: Deliberation, request: str, stage: str, setup: Se
     view = deliberation.view
     preset = model.preset
     prompt = build_prompt(preset.protocol, view.rendered, request, db.dialect, preset.prefix)
-    sampling = replace(sampling, max_tokens=sampling.max_tokens or answer_budget(deliberation.question))
+    sampling = replace(sampling, max_tokens=sampling.max_tokens or budget_for(model, deliberation.question))
     timings = dict(deliberation.timings)
     clock = time.perf_counter()
     generation = generate_for(model, view, sampling, prompt=prompt)
@@ -226,73 +262,6 @@ def second_round(deliberation: Deliberation, request: str, stage: str, setup: Se
     tokens = {name: deliberation.tokens.get(name, 0) + count for name, count in
               (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
     return replace(deliberation, entries=deliberation.entries + tuple(entries), timings=timings, tokens=tokens)
-
-
-def nearest_failure(entries) -> Entry | None:
-    """The failed candidate that came nearest to an answer (it ran but failed, before wrong names, before bad SQL)."""
-    failed = [e for e in entries if e.result is None and e.verdict.kind != STOPPED]
-    return max(failed, key=lambda e: (CLOSENESS.get(e.verdict.kind, 0), e.confidence), default=None)
-
-
-def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str, float] | None = None) -> list[Entry]:
-    """Validate each candidate and run the valid ones: one unvoted :class:`Entry` a candidate, in order.
-
-    The seconds spent validating and executing are added to ``timings`` under ``validate`` and ``execute``.
-    """
-    entries, validate_seconds, execute_seconds = [], 0.0, 0.0
-    for candidate in candidates:
-        clock = time.perf_counter()
-        verdict = validate(candidate.sql, db.schema)
-        validate_seconds += lap(clock)
-        result = None
-        if verdict.ok:
-            clock = time.perf_counter()
-            try:
-                result = execute(db, verdict.sql, max_rows=limits.max_rows, timeout=limits.timeout,
-                                 memory=limits.memory)
-            except QueryTimeout as error:
-                verdict = verdict.failed(TIMEOUT, str(error))
-            except QueryFailed as error:
-                verdict = verdict.failed(EXECUTION_ERROR, str(error))
-            execute_seconds += lap(clock)
-        entries.append(Entry(candidate, verdict, result))
-    if timings is not None:
-        timings["validate"] = round(timings.get("validate", 0.0) + validate_seconds, 4)
-        timings["execute"] = round(timings.get("execute", 0.0) + execute_seconds, 4)
-    return entries
-
-
-class EarlyStop:
-    """Judges candidates as they finish, and says stop once a strict majority of all N agree on a result."""
-
-    def __init__(self, db: Database, limits: Limits, candidates: int):
-        self.db, self.limits, self.candidates = db, limits, candidates
-        self.judged: dict[int, Entry] = {}
-        self.counts: dict[object, int] = {}
-        self.timings: dict[str, float] = {}
-
-    def __call__(self, index: int, candidate) -> bool:
-        (entry,) = judge([candidate], self.db, self.limits, self.timings)
-        self.judged[index] = entry
-        if entry.result is None:
-            return False
-        key = result_key(entry.result, entry.verdict.ordered)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        return self.counts[key] * 2 > self.candidates
-
-    def entries(self, candidates, timings: dict[str, float]) -> list[Entry]:
-        """Every candidate's entry: judged as it finished, marked stopped, or judged now."""
-        entries = []
-        for index, candidate in enumerate(candidates):
-            if candidate.stopped:
-                entries.append(Entry(candidate, Verdict(STOPPED, "stopped early: a majority had already agreed")))
-            elif index in self.judged:
-                entries.append(replace(self.judged[index], candidate=candidate))
-            else:
-                entries.extend(judge([candidate], self.db, self.limits, self.timings))
-        for step in ("validate", "execute"):
-            timings[step] = round(timings.get(step, 0.0) + self.timings.get(step, 0.0), 4)
-        return entries
 
 
 def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
@@ -339,7 +308,7 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
             if remedies.grammar:
                 from edge_sql.steps.grammar import schema_grammar
 
-                grammar = schema_grammar(schema, db.dialect, preset.prefix)
+                grammar = schema_grammar(schema, db.dialect, preset.prefix, reasoning=bool(prompt.reasoning))
             from edge_sql.steps.focus import pruning_note, size_of
 
             note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
@@ -374,21 +343,3 @@ def schema_views(db: Database, question: str, remedies: Remedies):
     from edge_sql.steps.focus import focus_schemas
 
     yield from focus_schemas(db, question, prune=remedies.prune)
-
-
-#: How near a failed candidate came to an answer: the nearest one is shown to the user.
-CLOSENESS = {TIMEOUT: 6, EXECUTION_ERROR: 5, UNKNOWN_COLUMN: 4, UNKNOWN_TABLE: 3, PARSE_ERROR: 2, REFUSED: 1}
-
-
-def describe_failure(ballot: Ballot) -> str:
-    """One line: how many candidates failed, and the best failing one with why."""
-    if not ballot.entries:
-        return "the model produced no candidates"
-    best = nearest_failure(ballot.entries) or ballot.entries[0]
-    sql = " ".join(best.candidate.sql.split()) or best.candidate.text.strip()[:200] or "(nothing)"
-    return (f"none of the {len(ballot.entries)} candidates is a valid, executable query; "
-            f"best: {sql!r} — {best.verdict.kind}: {best.verdict.error}")
-
-
-def lap(started: float) -> float:
-    return round(time.perf_counter() - started, 4)

@@ -54,6 +54,7 @@ class Preset:
     temperature: float = 0.7
     adapter: dict = field(default_factory=dict)  # a LoRA adapter in the registry, applied over the source's weights
     remedies: dict = field(default_factory=dict)  # the remedies measured best for this model, where no flag sets one
+    merge: dict = field(default_factory=dict)  # who settles a split vote under --merge, and with how many candidates
 
     @property
     def kind(self) -> str:
@@ -165,10 +166,16 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "prune": Key(str, False, "auto, always or never", one_of(lambda: ("auto", "always", "never"))),
         "measured": Key(str, False, "the measurement that chose them, with the command"),
     },
+    # Who settles a split vote under --merge (pipeline.Merger): another model, asked for several candidates.
+    "merge": {
+        "model": Key(str, False, "the merge model: a preset, a GGUF path or a server URL (default: the model itself)"),
+        "candidates": Key(int, False, "merged candidates to sample and vote on (default 1: greedy)", at_least(1)),
+        "temperature": Key(float, False, "their sampling temperature", at_least(0.0)),
+    },
 }
 
 #: Tables a preset may leave out.
-OPTIONAL_TABLES = frozenset({"adapter", "remedies"})
+OPTIONAL_TABLES = frozenset({"adapter", "remedies", "merge"})
 
 #: The ``[source]`` keys each kind needs.
 SOURCE_KEYS = {"gguf": ("repo", "file"), "convert": ("repo",), "package": ("package", "module", "file")}
@@ -251,6 +258,7 @@ def parse_preset(text: str, origin: str = "preset") -> Preset:
         temperature=float(sampling["temperature"]),
         adapter=dict(data.get("adapter", {})),
         remedies={k: v for k, v in data.get("remedies", {}).items() if k != "measured"},
+        merge=dict(data.get("merge", {})),
     )
 
 

@@ -23,6 +23,12 @@ class Protocol:
     chat: str = "chatml"
     stop: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
     source: str = ""
+    #: Tokens an answer may take when the model reasons first (``<think>…</think><answer>SQL</answer>``): a reasoning
+    #: answer is not stopped at the end of a statement, only at ``stop``. 0: the model answers with SQL alone.
+    reasoning: int = 0
+    #: The user template of a merge request (``steps/merge.py``): ``{drafts}`` are the two most-voted queries with
+    #: what each returned. Empty: the request is asked as the question, in ``user``.
+    merge: str = ""
 
 
 #: The instruction part of CSC-SQL's "think" prompt (OmniSQL's prompt without its output-format section, then the
@@ -59,6 +65,17 @@ in <answer> </answer> tags, for example <answer>SELECT AVG(rating_score) FROM mo
 
 Let me solve this step by step."""
 
+#: CSC-SQL's merge-revision prompt (``build_merge_generate_prompt`` in src/cscsql/utils/common_utils.py): the think
+#: prompt with another task sentence and the draft queries, with their results, before the instructions.
+SLM_SQL_MERGE = SLM_SQL_USER.replace(
+    "Below, you are provided with a database schema and a natural language question.",
+    "Below, you are provided with a database schema, a natural language question, some draft SQL and its "
+    "corresponding execution result.",
+).replace("Instructions:\n", "Here are some corresponding draft SQL and execute result: \n{drafts}\n\nInstructions:\n", 1)
+
+#: What CSC-SQL gives a reasoning answer: ``max_output_len`` in src/cscsql/model/infer.py.
+SLM_SQL_BUDGET = 1024
+
 PROTOCOLS: dict[str, Protocol] = {
     "chatml-strict": Protocol(
         system="You are a SQL translation engine. Return ONLY raw SQL. Schema: {schema}\nDialect: {dialect}.",
@@ -81,6 +98,8 @@ PROTOCOLS: dict[str, Protocol] = {
         user=SLM_SQL_USER,
         stop=("<|im_end|>", "<|endoftext|>", "</answer>"),
         source="CSC-SQL src/cscsql/model/infer.py (github.com/CycloneBoy/csc_sql), used by SLM-SQL and CscSQL-Merge",
+        reasoning=SLM_SQL_BUDGET,
+        merge=SLM_SQL_MERGE,
     ),
     "qwen-coder": Protocol(
         system=(

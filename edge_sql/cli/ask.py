@@ -13,7 +13,8 @@ from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRow
                                  TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured, status,
                                  stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
-from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
+from edge_sql.cli.options import (GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
+                                  RepairRoundsOpt, chosen_merger, chosen_remedies)
 from edge_sql.errors import NoValidCandidate
 
 
@@ -42,8 +43,10 @@ def ask(
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
     merge: MergeOpt = None,
+    merge_model: MergeModelOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
+    max_tokens: MaxTokensOpt = None,
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.steps.database import open_database
@@ -61,17 +64,19 @@ def ask(
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)
         remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
+        merger = chosen_merger(remedies, loaded, merge_model, threads=threads, timeout=model_timeout)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
             temperature=loaded.preset.temperature if temperature is None else temperature,
             seed=seed,
+            max_tokens=max_tokens,
             early_stop=early_stop,
         )
         console = stdout_console()
         try:
             with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
                 limits = Limits(max_rows=max_rows, timeout=timeout, memory=memory)
-                answer = ask_question(question, Setup(database, loaded, sampling, limits, remedies))
+                answer = ask_question(question, Setup(database, loaded, sampling, limits, remedies, merger))
         except NoValidCandidate as failure:
             if failure.answer is not None:
                 say_if_cut(failure.answer)
@@ -202,8 +207,10 @@ def shell(
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
     merge: MergeOpt = None,
+    merge_model: MergeModelOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
+    max_tokens: MaxTokensOpt = None,
 ) -> None:
     """An interactive session: load the model and the schema once, then answer one question a line (.help)."""
     import shutil
@@ -230,9 +237,12 @@ def shell(
         terminal = sys.stdout.isatty()
         console = (lambda buffer: Output(file=buffer, highlight=False, soft_wrap=False, force_terminal=terminal,
                                          width=shutil.get_terminal_size().columns))
+        def merger_for(model):
+            return chosen_merger(remedies, model, merge_model, threads=threads, timeout=model_timeout)
+
         session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
                         fmt=fmt, max_rows=max_rows, timeout=timeout, memory=memory, console=console,
-                        remedies=remedies, log=log, log_rows=log_rows)
+                        remedies=remedies, log=log, log_rows=log_rows, merger_for=merger_for, max_tokens=max_tokens)
         if interactive:
             stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
                                    ".quit or Ctrl-D to leave")

@@ -12,7 +12,8 @@ import typer
 
 from edge_sql.cli.common import (MemoryOpt, ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status, stderr_console,
                                  stdout_console)
-from edge_sql.cli.options import GrammarOpt, HintsOpt, MergeOpt, PruneOpt, RepairOpt, RepairRoundsOpt, chosen_remedies
+from edge_sql.cli.options import (GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
+                                  RepairRoundsOpt, chosen_merger, chosen_remedies)
 
 MAX_CANDIDATES = 64
 
@@ -69,8 +70,10 @@ def eval_command(
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
     merge: MergeOpt = None,
+    merge_model: MergeModelOpt = None,
     prune: PruneOpt = None,
     hints: HintsOpt = None,
+    max_tokens: MaxTokensOpt = None,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
                                                  help="Run only the K-th of N contiguous slices of the questions "
                                                  "(after --db, --shuffle and --limit); merge the N reports with "
@@ -106,14 +109,16 @@ def eval_command(
         raise typer.BadParameter("a local model answers one question at a time: --workers needs a model server "
                                  "(--model http://host:port/v1)", param_hint="--workers")
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False, preset=loaded.preset)
-    sampling = Sampling(candidates=max(counts), seed=seed,
+    merger = chosen_merger(remedies, loaded, merge_model, threads=threads, timeout=model_timeout)
+    sampling = Sampling(candidates=max(counts), seed=seed, max_tokens=max_tokens,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),
                  "limit": limit, "shuffle": shuffle, "seed": seed,
                  "shard": None if part is None else {"k": part[0], "of": part[1]}}
     with Progress(len(examples), counts) as progress:
         result = evaluate(dataset, examples, loaded, sampling, counts, Limits(timeout=timeout, memory=memory),
-                          selection=selection, progress=progress.advance, remedies=remedies, workers=workers)
+                          selection=selection, progress=progress.advance, remedies=remedies, workers=workers,
+                          merger=merger)
     if report is not None:
         report.write_text(json.dumps(report_to_dict(result), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     if predictions is not None:

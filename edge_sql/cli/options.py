@@ -70,3 +70,43 @@ def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: in
     recommended = ("", {}) if preset is None else (preset.name, getattr(preset, "remedies", {}) or {})
     settings = effective_settings(recommended, **flags) if config else resolve(flags, {}, "", recommended)
     return Remedies(**{name: setting.value for name, setting in settings.items()})
+
+
+MergeModelOpt = Annotated[Optional[str], typer.Option(
+    "--merge-model", metavar="MODEL", show_default=False,
+    help="The model that settles a split vote under --merge: a preset, a GGUF file or a server URL. [default: the "
+         "merge model the model's preset names (SLM-SQL: its CscSQL-Merge), else the model itself]")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option(
+    "--max-tokens", min=1, max=32768, show_default=False,
+    help="The most tokens a candidate may write. [default: 64 + 3 a word of the question, at most 256; for a model "
+         "that reasons before it answers, its protocol's budget (SLM-SQL: 1024)]")]
+
+
+def chosen_merger(remedies: Remedies, model, merge_model: str | None, *, threads: int | None = None,
+                  timeout: float | None = None):
+    """Who settles a split vote (``pipeline.Merger``): ``--merge-model``, else the merge model the model's preset
+    names (its ``[merge]`` table), else the model itself; nothing is loaded unless ``remedies.merge``.
+
+    A merge model the preset names but that is not installed is said once on stderr, and the model merges itself;
+    one given with ``--merge-model`` must load (its failure is the command's).
+    """
+    from edge_sql.backends import load_model
+    from edge_sql.errors import ModelError
+    from edge_sql.pipeline import Merger
+
+    table = getattr(model.preset, "merge", None) or {}
+    if not remedies.merge:
+        return Merger()
+    asked = dict(candidates=table.get("candidates", 1), temperature=float(table.get("temperature", 0.0)))
+    name = merge_model or table.get("model")
+    if not name or name == model.name:
+        return Merger(None, **asked)
+    try:
+        return Merger(load_model(name, threads=threads, timeout=timeout), **asked)
+    except ModelError as error:
+        if merge_model:  # the user's own choice: its failure is the command's
+            raise
+        import sys
+
+        sys.stderr.write(f"edgesql: {model.name}'s merge model is not available ({error}); it merges itself\n")
+        return Merger(None, **asked)

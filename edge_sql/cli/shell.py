@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +46,8 @@ class Shell:
                  candidates: int | None = None, temperature: float | None = None, seed: int = 42,
                  fmt: str = "table", max_rows: int = 100, timeout: float = 10.0, memory: int = 1024,
                  console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies(),
-                 log: bool = False, log_rows: bool = False):
+                 log: bool = False, log_rows: bool = False, merger_for: Callable[[Model], object] | None = None,
+                 max_tokens: int | None = None):
         from edge_sql.cli.output import FORMATS
 
         if fmt not in FORMATS:
@@ -54,6 +56,9 @@ class Shell:
         self.candidates, self.temperature, self.seed = candidates, temperature, seed
         self.fmt, self.max_rows, self.timeout, self.memory = fmt, max_rows, timeout, memory
         self.remedies = remedies
+        self.max_tokens = max_tokens
+        self.merger_for = merger_for  # who settles a split vote for a model (cli/options.chosen_merger)
+        self.merger = merger_for(model) if merger_for else None
         self.log, self.log_rows = log, log_rows  # append each answer to the question log (cli/log.py)
         self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
         self.context: tuple[str, str] | None = None  # the previous question and its SQL
@@ -100,10 +105,14 @@ class Shell:
             candidates=self.candidates or preset.candidates,
             temperature=preset.temperature if self.temperature is None else self.temperature,
             seed=self.seed,
+            max_tokens=self.max_tokens,
         )
         limits = Limits(max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
+        setup = Setup(self.db, self.model, sampling, limits, self.remedies)
+        if self.merger is not None:
+            setup = replace(setup, merger=self.merger)
         try:
-            answer = ask(question, Setup(self.db, self.model, sampling, limits, self.remedies), context=self.context)
+            answer = ask(question, setup, context=self.context)
         except NoValidCandidate as failure:
             if self.log and failure.answer is not None:
                 record(self.db.path, failure.answer, error=str(failure), rows=self.log_rows)
@@ -152,6 +161,8 @@ class Shell:
         if self.load is None:
             raise UsageError("this session cannot switch models")
         self.model = self.load(name)
+        if self.merger_for is not None:
+            self.merger = self.merger_for(self.model)
         return f"model: {self.model.name}"
 
     def set_format(self, fmt: str) -> str:

@@ -31,7 +31,7 @@ from edge_sql.eval.hardness import hardness, hardness_of
 from edge_sql.eval.metric import prediction_line
 from edge_sql.eval.report import Outcome, Record, Report, measure_speed, peak_rss_mib
 from edge_sql.eval.scoring import Databases, is_right, run_gold
-from edge_sql.pipeline import Limits, Setup, conclude, deliberate
+from edge_sql.pipeline import Limits, Merger, Setup, conclude, deliberate
 from edge_sql.remedies import Remedies
 from edge_sql.steps.database import open_database
 from edge_sql.steps.generate import Sampling
@@ -46,15 +46,16 @@ FAILED = frozenset({EXECUTION_ERROR, TIMEOUT})
 
 def evaluate_example(example: Example, layout: str, metric: str, model: Model, sampling: Sampling,
                      counts: tuple[int, ...], limits: Limits, open_db: Callable,
-                     remedies: Remedies = Remedies()) -> Record:
+                     remedies: Remedies = Remedies(), merger: Merger = Merger()) -> Record:
     """Run one question through the pipeline and score its answer for each candidate count; never raises for a bad
     example (a missing database, a gold query that fails, an empty question): it is skipped with the reason."""
-    return evaluate_variants(example, layout, metric, model, sampling, counts, limits, open_db, (remedies,))[0]
+    return evaluate_variants(example, layout, metric, model, sampling, counts, limits, open_db, (remedies,),
+                             merger=merger)[0]
 
 
 def evaluate_variants(example: Example, layout: str, metric: str, model: Model, sampling: Sampling,
                       counts: tuple[int, ...], limits: Limits, open_db: Callable,
-                      variants: tuple[Remedies, ...]) -> list[Record]:
+                      variants: tuple[Remedies, ...], merger: Merger = Merger()) -> list[Record]:
     """:func:`evaluate_example` for several remedies that prompt the model alike (the same grammar, pruning and
     hints; they differ in their second rounds): one deliberation serves them all. One record each, in order; each
     record's seconds are the deliberation's plus its own conclusion's."""
@@ -76,7 +77,7 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
     record = replace(record, gold_empty=not any(rows for _, rows in gold.results))
     started = time.perf_counter()
     try:
-        setup = Setup(db, model, sampling, limits, first)
+        setup = Setup(db, model, sampling, limits, first, merger)
         deliberation = deliberate(example.question, setup)
     except UsageError as error:
         return [replace(record, skipped=f"question refused: {error}")] * len(variants)
@@ -116,7 +117,7 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
 def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: Sampling, counts: tuple[int, ...],
              limits: Limits = Limits(), *, selection: dict | None = None,
              progress: Callable[[Record], None] | None = None, remedies: Remedies = Remedies(),
-             workers: int = 1) -> Report:
+             workers: int = 1, merger: Merger = Merger()) -> Report:
     """Evaluate ``model`` on ``examples``: one sampling pass of ``max(counts)`` candidates a question, scored for
     each count. Ctrl-C ends the run early with a report of the questions done (``interrupted``).
 
@@ -130,7 +131,7 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
 
     def one(example: Example, open_db: Callable) -> Record:
         return evaluate_example(example, dataset.layout, dataset.metric, model, sampling, counts, limits, open_db,
-                                remedies)
+                                remedies, merger)
 
     if workers > 1:
         records, interrupted = evaluate_together(examples, one, workers, progress)

@@ -9,6 +9,15 @@ With N = 1 the one candidate is greedy. With N > 1 the first candidate is greedy
 'SELECT 1'
 >>> clean_sql("<think>\\nCount the rows.\\n</think>\\n<answer>\\nSELECT COUNT(*) FROM orders;\\n</answer>")
 'SELECT COUNT(*) FROM orders'
+
+A model that reasons first (a protocol with a ``reasoning`` budget: SLM-SQL, CscSQL-Merge) is not stopped at a
+statement's end, since its ``<think>`` block may hold semicolons and blank lines; the SQL is taken from its
+``<answer>``, and a think block that never closed gives no SQL:
+
+>>> clean_sql("<think>\\nSELECT a FROM t; is wrong.\\n\\nUse b.\\n</think>\\n<answer>SELECT b FROM t;</answer>")
+'SELECT b FROM t'
+>>> clean_sql("<think>\\nFirst SELECT a FROM t; then")
+''
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ STATEMENT_STOPS = (";", "\n\n", "<|im_start|>")
 FENCE = re.compile(r"```(?:sql|sqlite|duckdb)?\s*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
 LABEL = re.compile(r"^\s*(?:sql(?:ite)?\s*(?:query)?|query|answer)\s*:\s*", re.IGNORECASE)
 STATEMENT_START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
-#: Reasoning models (SLM-SQL, CSC-SQL) answer ``<think>…</think><answer>SQL</answer>``; the answer may be unclosed.
+#: Reasoning models (SLM-SQL, CSC-SQL) answer ``<think>…</think><answer>SQL</answer>``; the answer may be unclosed
+#: (its ``</answer>`` is a stop string). A think block that never closed ran out of tokens: nothing after it counts.
 ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+UNCLOSED_THINK = re.compile(r"<think>(?!.*</think>)", re.DOTALL)
 PROSE_AFTER = re.compile(r"\n\s*(?:this|the|here|note|explanation|it|which|that)\b", re.IGNORECASE)
 
 
@@ -43,16 +54,26 @@ class Sampling:
     early_stop: bool = False  # stop the other candidates once a strict majority agree on a result
 
 
-def answer_budget(question: str) -> int:
-    """How many tokens a candidate may take: 64 + 3 per word of the question, at most 256.
+def answer_budget(question: str, reasoning: int = 0) -> int:
+    """How many tokens a candidate may take: 64 + 3 per word of the question, at most 256; a model that reasons
+    first gets its protocol's ``reasoning`` budget instead.
 
     Measured on the Spider dev half: this bound covers 99% of the gold queries (SmolLM2's tokenizer; p95 is 70
     tokens) while a weak model that loops stops at about 100 tokens instead of 192.
 
-    >>> answer_budget("How many customers are there?")
-    79
+    >>> answer_budget("How many customers are there?"), answer_budget("How many customers are there?", 1024)
+    (79, 1024)
     """
-    return min(256, 64 + 3 * len(question.split()))
+    return reasoning or min(256, 64 + 3 * len(question.split()))
+
+
+def unfinished(text: str) -> bool:
+    """Whether an answer stopped inside its think block (its token budget ran out while it reasoned).
+
+    >>> unfinished("<think>\\nThe table is"), unfinished("<think>x</think><answer>SELECT 1</answer>")
+    (True, False)
+    """
+    return bool(UNCLOSED_THINK.search(text))
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,7 @@ class Candidate:
     logprob: float = 0.0
     tokens: int = 0
     stopped: bool = False  # cut short because a majority of the others already agreed
+    unfinished: bool = False  # its token budget ran out inside its think block: it never answered
 
 
 @dataclass(frozen=True)
@@ -82,14 +104,15 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     candidates still running (they come back with ``stopped=True``). ``grammar`` (GBNF, from
     ``grammar.schema_grammar`` for ``prompt.prefix``) constrains what the model may write after the prefix.
     """
-    stop = tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
+    stop = prompt.stop if prompt.reasoning else tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
 
     def on_finish(index: int, text: str) -> bool:
-        return bool(on_candidate(index, Candidate(text=text, sql=clean_sql(prompt.prefix + text))))
+        return bool(on_candidate(index, Candidate(text=text, sql=clean_sql(prompt.prefix + text),
+                                                  unfinished=bool(prompt.reasoning) and unfinished(prompt.prefix + text))))
 
     started = time.perf_counter()
-    max_tokens = sampling.max_tokens or MAX_TOKENS
+    max_tokens = sampling.max_tokens or prompt.reasoning or MAX_TOKENS
     constraint = {"grammar": grammar} if grammar else {}  # a model without grammars still serves the rest
     completions = model.sample(prompt.text, temperatures, seed=sampling.seed, max_tokens=max_tokens,
                                stop=stop, cache_prefix=prompt.cache_prefix or None,
@@ -98,7 +121,7 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     completions += [Completion("", stopped=True)] * (len(temperatures) - len(completions))  # a loop that broke off
     candidates = tuple(
         Candidate(text=c.text, sql=clean_sql(prompt.prefix + c.text), logprob=c.logprob, tokens=c.tokens,
-                  stopped=c.stopped)
+                  stopped=c.stopped, unfinished=bool(prompt.reasoning) and unfinished(prompt.prefix + c.text))
         for c in completions
     )
     return Generation(
@@ -112,8 +135,9 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
 def clean_sql(text: str) -> str:
     """The SQL statement inside a model's answer: think/answer tags, fences, labels, trailing prose and semicolons
     removed."""
+    text = THINK.sub("", text)
     answers = ANSWER.findall(text)
-    text = answers[-1] if answers else THINK.sub("", text)
+    text = answers[-1] if answers else text
     fenced = FENCE.search(text)
     if fenced and fenced.group(1).strip():
         text = fenced.group(1)

@@ -174,12 +174,34 @@ def statement_rules() -> str:
 OPERATORS = ("=", "!=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||")
 
 
-def schema_grammar(schema: Schema, dialect: str, prefix: str = "") -> str:
-    """The GBNF grammar of a SELECT over ``schema``, for the answer that continues after ``prefix``.
+def schema_grammar(schema: Schema, dialect: str, prefix: str = "", reasoning: bool = False) -> str:
+    """The GBNF grammar of a SELECT over ``schema``, for the answer that continues after ``prefix``; for a model
+    that ``reasoning`` first, its think block is free text and the SELECT is what its ``<answer>`` holds.
 
     Cached per schema digest, dialect and prefix (building it for hundreds of columns takes milliseconds).
     """
-    return _grammar(schema_digest(schema), _names(schema), dialect, start_rule(prefix))
+    start = reasoning_rule(prefix) if reasoning and "<answer>" not in prefix else start_rule(prefix.rsplit("<answer>", 1)[-1])
+    return _grammar(schema_digest(schema), _names(schema), dialect, start)
+
+
+#: A think block's text: anything but the start of a closing tag (a reasoning model closes only ``</think>``).
+THINK_TEXT = '( [^<] | "<" [^/] )*'
+
+
+def reasoning_rule(prefix: str) -> str:
+    """Where the grammar of a reasoning answer starts: in or before its think block, then ``<answer>``, the query and
+    ``</answer>``.
+
+    >>> reasoning_rule("")
+    '"<think>" ( [^<] | "<" [^/] )* "</think>" ws? "<answer>" ws? query end ws? "</answer>"'
+    >>> reasoning_rule("<think>\\n").startswith('( [^<]')
+    True
+    """
+    answer = 'ws? "<answer>" ws? query end ws? "</answer>"'
+    if "</think>" in prefix:
+        return answer
+    return f'{THINK_TEXT} "</think>" {answer}' if "<think>" in prefix else f'"<think>" {THINK_TEXT} "</think>" {answer}'
+
 
 
 def schema_digest(schema: Schema) -> str:

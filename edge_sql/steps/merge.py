@@ -20,6 +20,8 @@ from edge_sql.steps.vote import Ballot, Entry, result_key
 #: Rows of each result shown to the model, and the characters of each.
 SHOWN_ROWS = 3
 SHOWN_CHARS = 160
+#: What CSC-SQL's merge prompt shows of each draft: rows, characters of its result, characters of its SQL.
+DRAFT_ROWS, DRAFT_CHARS, DRAFT_SQL_CHARS = 20, 1000, 500
 
 
 def merge_request(question: str, first: tuple[str, tuple, tuple], second: tuple[str, tuple, tuple]) -> str:
@@ -30,6 +32,33 @@ def merge_request(question: str, first: tuple[str, tuple, tuple], second: tuple[
         lines.append(f"Result {label}: {describe_rows(columns, rows)}")
     lines.append("Write the one correct query.")
     return "\n".join(lines)
+
+
+def drafts(first: tuple[str, tuple, tuple], second: tuple[str, tuple, tuple]) -> str:
+    """The two queries (SQL, columns, rows) and their results as CSC-SQL's merge-revision prompt lists them
+    (``build_merge_generate_prompt``, ``normal_execute_result``): numbered, each result a list of row tuples, the
+    first 20 rows of a longer one, each cut at 1,000 characters, each query at 500.
+
+    >>> print(drafts(("SELECT name FROM singer WHERE age > 30", ("name",), (("Ada",), ("Bo",))),
+    ...              ("SELECT count(*) FROM singer", ("n",), ((6,),))), end="|")
+    1. SELECT name FROM singer WHERE age > 30
+    【Execution result】
+    [('Ada',), ('Bo',)]
+    <BLANKLINE>
+    2. SELECT count(*) FROM singer
+    【Execution result】
+    [(6,)]
+    |
+    """
+    listed = []
+    for number, (sql, _columns, rows) in enumerate((first, second), 1):
+        shown = repr([tuple(row) for row in rows[:DRAFT_ROWS]])
+        if len(rows) > DRAFT_ROWS:
+            shown = f"The execution results of the first twenty columns are: {shown[:DRAFT_CHARS]}"
+        if len(shown) > DRAFT_CHARS:
+            shown = shown[:DRAFT_CHARS] + "..."
+        listed.append(f"{number}. {sql[:DRAFT_SQL_CHARS]}\n【Execution result】\n{shown}\n")
+    return "\n".join(listed)
 
 
 def describe_rows(columns: tuple, rows: tuple) -> str:

@@ -34,11 +34,13 @@ class Prompt:
     prefix: str = ""
     stop: tuple[str, ...] = ()
     cache_prefix: str = ""  # the head of ``text`` that every question on the same database repeats
+    reasoning: int = 0  # tokens a reasoning answer may take (``Protocol.reasoning``); 0: the answer is SQL alone
 
 
 def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix: str = "",
-                 context: tuple[str, str] | None = None) -> Prompt:
-    """The prompt for ``question``; ``context`` (the previous question and its SQL) lets a follow-up refer to them.
+                 context: tuple[str, str] | None = None, drafts: str | None = None) -> Prompt:
+    """The prompt for ``question``; ``context`` (the previous question and its SQL) lets a follow-up refer to them;
+    ``drafts`` (``merge.drafts``) asks a protocol with a merge template to write one query from two drafts.
 
     >>> text = build_prompt("chatml-strict", "Table 't' (a)", "Now only for 2023?", "sqlite",
     ...                     context=("How many orders?", "SELECT count(*) FROM orders")).text
@@ -51,12 +53,16 @@ def build_prompt(protocol: str, schema: str, question: str, dialect: str, prefix
     if context is not None:
         question = follow_up(question, context)
     values = dict(schema=schema, question=question, dialect=DIALECT_NAMES.get(dialect, dialect))
+    template = chosen.user
+    if drafts is not None and chosen.merge:
+        template, values = chosen.merge, {**values, "drafts": drafts}
     system = chosen.system.format(**values)
-    user = chosen.user.format(**values)
+    user = template.format(**values)
     text = CHAT_FORMATS[chosen.chat].format(system=system, user=user) + prefix
     marker = "\0question\0"
-    head = CHAT_FORMATS[chosen.chat].format(system=system, user=chosen.user.format(**{**values, "question": marker}))
-    return Prompt(text=text, prefix=prefix, stop=chosen.stop, cache_prefix=head.split(marker, 1)[0])
+    head = CHAT_FORMATS[chosen.chat].format(system=system, user=template.format(**{**values, "question": marker}))
+    return Prompt(text=text, prefix=prefix, stop=chosen.stop, cache_prefix=head.split(marker, 1)[0],
+                  reasoning=chosen.reasoning)
 
 
 def follow_up(question: str, context: tuple[str, str]) -> str:
