@@ -208,3 +208,17 @@ def test_without_merge_no_merge_model_is_loaded(fake_model, shop_copy):
     result, answer = ask("--db", str(shop_copy), "--model", "fake", "How many?")
     assert result.exit_code == 0 and "merge model" not in result.stderr
     assert [e["round"] for e in answer["ballot"]] == ["sample", "sample"]
+
+
+def test_eval_merges_with_the_merge_model_and_names_it_in_the_report(fake_model, merger, shop_copy, tmp_path):
+    split_vote(fake_model, {})
+    data = tmp_path / "questions.jsonl"
+    data.write_text(json.dumps({"question": "How many products are there?", "query": "SELECT count(*) FROM products",
+                                "db": str(shop_copy)}) + "\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    result = runner.invoke(app, ["eval", "--data", str(data), "--model", "fake", "-n", "2", "--merge",
+                                 "--merge-model", str(merger), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    written = json.loads(report.read_text())
+    assert written["merge_model"] == "merger.gguf" and written["results"][0]["right"] == 1
+    assert "merge by merger.gguf" in " ".join(result.stdout.split())

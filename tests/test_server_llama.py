@@ -19,10 +19,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from typer.testing import CliRunner
@@ -36,7 +32,7 @@ from edge_sql.steps.grammar import schema_grammar
 from edge_sql.steps.database import open_database
 from edge_sql.steps.prompt import build_prompt
 from edge_sql.steps.schema import render_schema
-from fixtures.model_server import unused_port
+from fixtures.llama_server import llama_server
 from fixtures.tiny_gguf import write_tiny_gguf
 
 runner = CliRunner()
@@ -53,31 +49,8 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(tiny, tmp_path_factory):
     """llama-cpp-python's server on the tiny model, on a free port of 127.0.0.1; its URL."""
-    port = unused_port()
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(tiny), "--host", "127.0.0.1",
-                                "--port", str(port), "--n_threads", "1", "--n_ctx", "4096"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(600):  # up to a minute on a busy machine; ready in 2-5 s on a quiet one
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("llama_cpp.server did not start within a minute")
+    with llama_server(tiny, tmp_path_factory.mktemp("server") / "server.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -211,16 +211,20 @@ class Progress:
                                f"{self.describe()}", highlight=False)
 
 
-def describe(remedies) -> str:
-    """The remedies of a run in a few words.
+def describe(remedies, merge_model: str | None = None) -> str:
+    """The remedies of a run in a few words (and who merged, when another model did).
 
     >>> from edge_sql.remedies import Remedies
     >>> describe(Remedies(grammar=True, repair=1, prune="auto", hints=False))
     'grammar, repair×1, prune auto'
     >>> describe(Remedies(grammar=False, prune="never", hints=False))
     'no remedies'
+    >>> describe(Remedies(grammar=False, merge=True, prune="never", hints=False), "cscsql-merge-0.5b")
+    'merge by cscsql-merge-0.5b'
     """
     words = [name for name in ("grammar", "merge", "hints") if getattr(remedies, name)]
+    if merge_model and "merge" in words:
+        words[words.index("merge")] = f"merge by {merge_model}"
     if remedies.repair:
         words.insert(1 if remedies.grammar else 0, f"repair×{remedies.repair}")
     if remedies.prune != "never":
@@ -240,7 +244,8 @@ def print_report(report, console) -> None:
     def percent(value):
         return "–" if value is None else f"{value:.1%}"
 
-    table = Table(title=f"EX on {name} · {report.model} · {len(report.scored)} questions · {describe(report.remedies)}",
+    table = Table(title=f"EX on {name} · {report.model} · {len(report.scored)} questions · "
+                        f"{describe(report.remedies, report.merge_model)}",
                   title_justify="left")
     for column in ("answer", "EX", "right", "EX non-empty", "valid", "invalid", "failed"):
         table.add_column(column, justify="left" if column == "answer" else "right")

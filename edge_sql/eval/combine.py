@@ -14,7 +14,7 @@ from edge_sql.remedies import Remedies
 from edge_sql.steps.generate import Sampling
 
 #: What every shard of one run must share.
-SAME = ("dataset", "model", "sampling", "remedies")
+SAME = ("dataset", "model", "sampling", "remedies", "merge_model")
 
 
 def read_report(path: Path) -> dict:
@@ -54,7 +54,7 @@ def combine(paths: list[Path]) -> Report:
     seen: dict[int, Path] = {}
     for path, data in parts:
         for key in SAME:
-            if same_run(data[key], key) != same_run(first[key], key):
+            if same_run(data.get(key), key) != same_run(first.get(key), key):
                 raise UsageError(f"{path} and {first_path} are reports of different runs (their {key} differ)")
         shard = data["dataset"].get("shard")
         if not shard or shard.get("of") != total:
@@ -81,5 +81,5 @@ def combine(paths: list[Path]) -> Report:
                           seed=sampling["seed"], max_tokens=sampling["max_tokens"]),
         selection=selection, records=records, wall_seconds=round(sum(d["wall_seconds"] for d in ordered), 2),
         peak_rss_mib=max(peaks) if peaks else None, speed=measure_speed(list(records)) if records else Speed(),
-        remedies=Remedies(**remedies),
+        remedies=Remedies(**remedies), merge_model=first.get("merge_model"),
     )

@@ -107,6 +107,7 @@ class Report:
     speed: Speed
     interrupted: bool = False
     remedies: Remedies = Remedies()
+    merge_model: str | None = None  # the model that settled split votes, when not the model itself
 
     @property
     def scored(self) -> tuple[Record, ...]:
@@ -202,6 +203,7 @@ def report_to_dict(report: Report) -> dict:
         "sampling": {"candidates": report.sampling.candidates, "temperature": report.sampling.temperature,
                      "seed": report.sampling.seed, "max_tokens": report.sampling.max_tokens},
         "remedies": asdict(report.remedies),
+        "merge_model": report.merge_model,
         "questions": len(report.records),
         "scored": len(report.scored),
         "skipped": len(report.skipped),

@@ -151,6 +151,7 @@ def evaluate(dataset: Dataset, examples: list[Example], model: Model, sampling: 
         dataset=str(dataset.path), layout=dataset.layout, metric=dataset.metric, model=model.name, counts=counts,
         sampling=sampling, selection=dict(selection or {}), records=tuple(records), wall_seconds=round(wall, 2),
         peak_rss_mib=peak_rss_mib(), speed=speed, interrupted=interrupted, remedies=remedies,
+        merge_model=merger.model.name if remedies.merge and merger.model is not None else None,
     )
 
 
