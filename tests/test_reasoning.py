@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 from conftest import EXAMPLES
 from edge_sql.backends import load_model
 from edge_sql.cli import app
+from edge_sql.steps.database import open_database
 from edge_sql.steps.prompt import build_prompt
+from edge_sql.steps.schema import render_schema
 from edge_sql.preset import Preset
 from fixtures.llama_server import llama_server
 from fixtures.scripted_gguf import write_scripted_gguf
@@ -222,3 +224,25 @@ def test_eval_merges_with_the_merge_model_and_names_it_in_the_report(fake_model,
     written = json.loads(report.read_text())
     assert written["merge_model"] == "merger.gguf" and written["results"][0]["right"] == 1
     assert "merge by merger.gguf" in " ".join(result.stdout.split())
+
+
+def test_candidates_that_do_not_fit_the_context_together_are_decoded_in_turn(tmp_path):
+    """A reasoning model's candidates each need their whole budget of cache cells: those that cannot all fit beside
+    the prompt at once are decoded a few at a time, never cut when the cache fills."""
+    db = tmp_path / "tiny.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, first_name TEXT)")
+        connection.executemany("INSERT INTO customers (first_name) VALUES (?)", [("Ada",), ("Bo",), ("Cy",)])
+    long = THINKING[:1] + [f"step {i}; " for i in range(40)] + THINKING[1:]  # 51 tokens of reasoning and answer
+    probe = write_scripted_gguf(tmp_path / "probe.gguf", long, metadata=THINKS)
+    with open_database(db) as database:
+        text = build_prompt("slm-sql-think", render_schema(database.schema, "ddl"), "How many customers?",
+                            "sqlite").text
+    needed = load_model(str(probe), threads=1).count_tokens(text)
+    budget = len(long) + 2
+    # room beside the prompt for one candidate's budget (llama.cpp pads a context to 256 cells), not for twelve
+    tight = write_scripted_gguf(tmp_path / "tight.gguf", long, metadata=THINKS, context=needed + budget + 3)
+    result, answer = ask("--db", str(db), "--model", str(tight), "How many customers?", "--max-tokens", str(budget),
+                         "-n", "12")
+    assert result.exit_code == 0, result.output
+    assert answer["rows"] == [[3]] and answer["votes"] == 12

@@ -11,6 +11,7 @@ from edge_sql.backends.door import Completion, Cost
 from edge_sql.errors import GrammarError, ModelError
 from edge_sql.paths import cache_home
 from edge_sql.preset import GENERIC, Preset, get_preset
+from edge_sql.protocols import get_protocol
 from edge_sql.weights import adapter_path, weights_path
 
 GGUF_MAGIC = b"GGUF"
@@ -52,13 +53,16 @@ def trained_model(folder: Path, threads: int) -> "LlamaModel":
 
 
 def context_length(preset: Preset, trained: int, asked: int | None = None) -> int:
-    """The context a model gets: what was asked, else its preset's, at most :data:`MAX_CONTEXT` and at most what it
-    was trained for (when known).
+    """The context a model gets: what was asked, else its preset's, at most :data:`MAX_CONTEXT` (plus room for the
+    preset's candidates to reason, for a model that reasons first) and at most what it was trained for (when known).
 
     >>> context_length(Preset(name="p", context=8192), trained=2048), context_length(Preset(name="p"), trained=0, asked=512)
     (2048, 512)
+    >>> context_length(Preset(name="r", context=32768, protocol="slm-sql-think", candidates=8), trained=32768)
+    12288
     """
-    wanted = min(asked or preset.context or MAX_CONTEXT, MAX_CONTEXT)
+    ceiling = MAX_CONTEXT + preset.candidates * get_protocol(preset.protocol).reasoning
+    wanted = min(asked or preset.context or ceiling, ceiling)
     return min(wanted, trained) if trained > 0 else wanted
 
 
@@ -147,8 +151,11 @@ class LlamaModel:
             decoder.forget()
             raise self.failure("evaluating the prompt", error) from None
         completions = []
-        for start in range(0, len(temperatures), decoder.max_sequences):
-            chunk = list(temperatures[start: start + decoder.max_sequences])
+        # Candidates decoded together share the context: as many at a time as their token budgets fit beside the
+        # prompt (a reasoning model's 1,024 tokens each would otherwise be cut when the cache fills), at most 16.
+        group = max(1, min(decoder.max_sequences, (decoder.context - len(tokens)) // max(1, max_tokens)))
+        for start in range(0, len(temperatures), group):
+            chunk = list(temperatures[start: start + group])
             finish = None if on_finish is None else (lambda i, text, start=start: on_finish(start + i, text))
             for text, logprob, count, stopped in decoder.sample(tokens, chunk, seed + start, max_tokens, stop,
                                                                 self.is_eog, finish, grammar):
