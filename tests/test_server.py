@@ -186,6 +186,17 @@ def test_a_server_that_trickles_its_status_line_and_headers_is_cut_off_at_the_ti
     assert elapsed < 1 + 1.5, elapsed
 
 
+def test_a_redirect_is_followed_within_the_same_deadline(server):
+    server.script("/v1/models", Reply(307, headers={"Location": "/v1/moved"}))
+    server.script("/v1/moved", Reply(body={"data": [{"id": "moved-model"}]}))
+    assert load_model(server.url).model_id == "moved-model"
+    server.script("/v1/moved", Reply(trickle_head=0.5))
+    started = time.monotonic()
+    with pytest.raises(ModelError, match=r"no answer within 1 s \(--model-timeout\)"):
+        ServerModel(server.url, timeout=1)
+    assert time.monotonic() - started < 1 + 1.5
+
+
 def test_a_busy_server_is_not_waited_for_past_the_timeout(shop, server):
     server.script("/v1/completions", Reply(503, {"error": {"message": "loading"}}, headers={"Retry-After": "5"}))
     started = time.monotonic()

@@ -77,7 +77,7 @@ class Client:
         self.shown = display_url(base)
         self.api_key = api_key or None
         self.timeout, self.tries, self.backoff, self.max_wait = timeout, max(1, tries), backoff, max_wait
-        handlers = [WatchedHTTPHandler, WatchedHTTPSHandler]
+        handlers = [WatchedHTTPHandler, WatchedHTTPSHandler, WatchedRedirectHandler]
         if is_loopback(urlsplit(base).hostname):  # a proxy set for the internet must not take local calls
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
@@ -266,6 +266,16 @@ class WatchedHTTPHandler(Watching, urllib.request.HTTPHandler):
 
 class WatchedHTTPSHandler(Watching, urllib.request.HTTPSHandler):
     pass
+
+
+class WatchedRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """A redirect is followed under the first request's watchdog (and within its deadline)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.watchdog = req.watchdog
+        return new
 
 
 def describe_reason(reason) -> str:
