@@ -133,6 +133,10 @@ def main() -> None:
                     print(f"round {round_ + 1}/{args.repeat}: {config}", file=sys.stderr, flush=True)
                     report = Path(folder) / f"{config}-{round_ + 1}.json"
                     results[config].append(run_eval(config, args, url, report))
+                    done = results[config][-1]
+                    print(f"  {done['questions']} questions in {done['loop_s']:.1f} s "
+                          f"({done['questions'] / done['loop_s']:.3f}/s), EX {done['ex']:.1%}, client peak RSS "
+                          f"{done['rss_mib']:.0f} MiB; load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
                     if config != IN_PROCESS:
                         server_rss[config] = peak_rss_of(server.pid)  # the server's peak so far
         finally:
