@@ -8,6 +8,7 @@
     timeout = 20
     memory = 512        # MiB a query may use
     threads = 4
+    model_timeout = 600 # seconds a model server (model = "http://…/v1") may take to answer one candidate
     grammar = true      # the remedies (README, "What makes a small model right more often")
     repair = 1          # rounds; 0 = off
     merge = false
@@ -21,6 +22,8 @@ built-in default.
 Setting(name='timeout', value=20.0, source='config.toml')
 >>> resolve({"candidates": 3}, {"candidates": 8}, "config.toml")["candidates"].source
 '--candidates'
+>>> resolve({"model_timeout": 60.0}, {}, "config.toml")["model_timeout"].source
+'--model-timeout'
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
     "timeout": (float, (0.01, 86400.0)),
     "memory": (int, (16, 1 << 30)),
     "threads": (int, (1, 4096)),
+    "model_timeout": (float, (0.1, 86400.0)),
     "grammar": (bool, None),
     "repair": (int, (0, MAX_REPAIR_ROUNDS)),
     "merge": (bool, None),
@@ -52,7 +56,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"prune": PRUNE_MODES}
 
 #: What a setting is when neither a flag, the environment nor the file sets it (None: decided later, as said).
 DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "memory": 1024,
-                               "threads": None,
+                               "threads": None, "model_timeout": 300.0,
                                "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
                                "prune": Remedies().prune, "hints": Remedies().hints}
 DEFAULT_WORDS = {
@@ -114,7 +118,7 @@ def resolve(flags: dict[str, object], config: dict[str, object], where: str,
     resolved = {}
     for name in flags:
         if flags[name] is not None:
-            resolved[name] = Setting(name, flags[name], f"--{name}")
+            resolved[name] = Setting(name, flags[name], "--" + name.replace("_", "-"))
         elif name == "model" and os.environ.get("EDGESQL_MODEL"):
             resolved[name] = Setting(name, os.environ["EDGESQL_MODEL"], "EDGESQL_MODEL")
         elif name in config:

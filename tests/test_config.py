@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_sql.cli import app
+from fixtures.model_server import ModelServer, Reply
 
 runner = CliRunner()
 
@@ -42,12 +43,40 @@ def test_config_show_says_where_each_setting_comes_from(config, monkeypatch):
     assert f"timeout = 20.0  ({config})" in lines
     assert "model = qwen2.5-coder-1.5b  (EDGESQL_MODEL)" in lines
     assert "temperature = the preset's  (default)" in lines
+    assert "model_timeout = 300.0  (default)" in lines
+    config.write_text("model_timeout = 600\n")
+    assert f"model_timeout = 600.0  ({config})" in runner.invoke(app, ["config", "show"]).stdout.splitlines()
+
+
+def test_the_config_files_model_timeout_applies_unless_the_flag_is_given(config, shop):
+    """ask and shell wait for a model server as long as the file says; --model-timeout beats it; eval reads no
+    config file."""
+    config.write_text("model_timeout = 0.5\n")
+    with ModelServer() as server:
+        answer = {"choices": [{"text": "SELECT COUNT(*) FROM customers"}]}
+        server.script("/v1/completions", Reply(delay=1.5, body=answer))
+        base = ["--db", str(shop), "--model", server.url, "-n", "1", "--no-grammar"]
+        result = runner.invoke(app, ["ask", *base, "How many customers?"])
+        assert result.exit_code == 4 and "no answer within 0.5 s (--model-timeout)" in result.stderr
+        result = runner.invoke(app, ["shell", *base], input="How many customers?\n")  # an error is a line of output
+        assert result.exit_code == 0 and "no answer within 0.5 s (--model-timeout)" in result.output
+        result = runner.invoke(app, ["ask", *base, "--model-timeout", "0.7", "How many customers?"])
+        assert result.exit_code == 4 and "no answer within 0.7 s (--model-timeout)" in result.stderr
+        result = runner.invoke(app, ["ask", *base, "--model-timeout", "30", "How many customers?"])
+        assert result.exit_code == 0, result.output
+        data = config.parent / "q.jsonl"
+        data.write_text(json.dumps({"question": "How many customers?", "query": "SELECT COUNT(*) FROM customers",
+                                    "db": str(shop)}) + "\n")
+        result = runner.invoke(app, ["eval", "--data", str(data), "--model", server.url, "-n", "1", "--no-grammar"])
+        assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("text, message", [
     ("candidates = 0\n", "candidates in the config file"),
     ('threads = "four"\n', "threads in the config file"),
     ("colour = 1\n", "unknown settings: colour"),
+    ("model_timeout = 0\n", "model_timeout in the config file"),
+    ('model_timeout = "slow"\n', "model_timeout in the config file"),
     ("candidates = \n", "cannot read the config file"),
 ])
 def test_a_bad_config_file_is_one_line_and_exit_2(config, shop, text, message):

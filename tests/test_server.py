@@ -7,6 +7,7 @@ No HTTP layer is mocked: each test talks to a real server thread over a real soc
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -172,6 +173,37 @@ def test_a_server_that_trickles_its_answer_is_cut_off(shop, server):
     server.script("/v1/completions", Reply(body={"choices": [{"text": "SELECT 1" + " " * 200}]}, trickle=0.05))
     line = one_line_error(ask(shop, server.url, "--model-timeout", "0.5", "--candidates", "1"))
     assert "no answer within 0.5 s (--model-timeout)" in line
+
+
+def test_a_server_that_trickles_its_status_line_and_headers_is_cut_off_at_the_timeout(shop, server):
+    """Each byte comes well within the timeout (a byte every 0.5 s: 35 s for the whole head), but the call as a whole
+    has one deadline: ask ends about --model-timeout after the request went out."""
+    server.script("/v1/completions", Reply(trickle_head=0.5))
+    started = time.monotonic()
+    result = ask(shop, server.url, "--model-timeout", "1", "--candidates", "1", "--no-grammar")
+    elapsed = time.monotonic() - started
+    assert "no answer within 1 s (--model-timeout)" in one_line_error(result)
+    assert elapsed < 1 + 1.5, elapsed
+
+
+def test_a_redirect_is_followed_within_the_same_deadline(server):
+    server.script("/v1/models", Reply(307, headers={"Location": "/v1/moved"}))
+    server.script("/v1/moved", Reply(body={"data": [{"id": "moved-model"}]}))
+    assert load_model(server.url).model_id == "moved-model"
+    server.script("/v1/moved", Reply(trickle_head=0.5))
+    started = time.monotonic()
+    with pytest.raises(ModelError, match=r"no answer within 1 s \(--model-timeout\)"):
+        ServerModel(server.url, timeout=1)
+    assert time.monotonic() - started < 1 + 1.5
+
+
+def test_a_busy_server_is_not_waited_for_past_the_timeout(shop, server):
+    server.script("/v1/completions", Reply(503, {"error": {"message": "loading"}}, headers={"Retry-After": "5"}))
+    started = time.monotonic()
+    line = one_line_error(ask(shop, server.url, "--model-timeout", "1", "--candidates", "1", "--no-grammar"))
+    elapsed = time.monotonic() - started
+    assert "busy (HTTP 503: loading) after 1 try within 1 s (--model-timeout)" in line
+    assert len(server.seen("/v1/completions")) == 1 and elapsed < 1 + 1.5, elapsed
 
 
 @pytest.mark.parametrize("status", [401, 403])

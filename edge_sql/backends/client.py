@@ -7,6 +7,11 @@ timeout, HTTP 401/403 (the API key), 404, 500, a body that is not JSON. HTTP 429
 with backoff, honouring ``Retry-After``, a bounded number of times. The API key travels in the ``Authorization``
 header only: it is never part of a message.
 
+One deadline bounds a whole call, its retries and their waits included: ``timeout`` seconds after it starts, a
+:class:`Watchdog` shuts the connection's socket down, whatever it is waiting for (the connection, the status line,
+the headers, the body), so a server that sends its answer a byte at a time cannot stretch a call past it. (A host
+name that is slow to resolve is the one wait it cannot cut: name resolution holds no socket.)
+
 >>> display_url("https://user:secret@example.com:8443/v1?preset=x")
 'https://example.com:8443/v1'
 >>> server_root("http://127.0.0.1:8000/v1")
@@ -15,9 +20,11 @@ header only: it is never part of a message.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -70,7 +77,7 @@ class Client:
         self.shown = display_url(base)
         self.api_key = api_key or None
         self.timeout, self.tries, self.backoff, self.max_wait = timeout, max(1, tries), backoff, max_wait
-        handlers = []
+        handlers = [WatchedHTTPHandler, WatchedHTTPSHandler, WatchedRedirectHandler]
         if is_loopback(urlsplit(base).hostname):  # a proxy set for the internet must not take local calls
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
@@ -82,23 +89,31 @@ class Client:
         return self.call("POST", path, body, root=root)
 
     def call(self, method: str, path: str, body: dict | None, *, root: bool = False):
-        """The parsed JSON answer of ``method path`` (relative to the base URL, or to the server's root)."""
+        """The parsed JSON answer of ``method path`` (relative to the base URL, or to the server's root), within
+        ``timeout`` seconds in all: a busy server is asked again only while a wait leaves time for the next try."""
         url = (server_root(self.base) if root else self.base) + path
+        deadline = time.monotonic() + self.timeout
         wait = self.backoff
         for attempt in range(1, self.tries + 1):
             try:
-                return self.once(method, url, path, body)
+                return self.once(method, url, path, body, deadline)
             except ServerError as error:
-                if error.status not in RETRIED or attempt == self.tries:
-                    if error.status in RETRIED:
-                        raise ServerError(f"{error} after {self.tries} tries; try again later, or with fewer "
-                                          "--candidates", error.status, error.detail) from None
+                if error.status not in RETRIED:
                     raise
-                time.sleep(min(wait if error.retry_after is None else error.retry_after, self.max_wait))
+                pause = min(wait if error.retry_after is None else error.retry_after, self.max_wait)
+                if attempt == self.tries:
+                    raise ServerError(f"{error} after {self.tries} tries; try again later, or with fewer "
+                                      "--candidates", error.status, error.detail) from None
+                if time.monotonic() + pause >= deadline:
+                    tries = "1 try" if attempt == 1 else f"{attempt} tries"
+                    raise ServerError(f"{error} after {tries} within {self.timeout:g} s (--model-timeout); try "
+                                      "again later, or with fewer --candidates", error.status, error.detail) from None
+                time.sleep(pause)
                 wait *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def once(self, method: str, url: str, path: str, body: dict | None):
+    def once(self, method: str, url: str, path: str, body: dict | None, deadline: float):
+        """One try of a call, cut off at ``deadline`` (``time.monotonic()``)."""
         data = None if body is None else json.dumps(body).encode("utf-8")
         headers = {"Accept": "application/json"}
         if data is not None:
@@ -106,18 +121,28 @@ class Client:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            deadline = time.monotonic() + self.timeout
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw, kind = read_by(response, deadline), response.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as error:
-            raise self.refusal(error, path) from None
-        except (TimeoutError, socket.timeout):
-            raise self.unreachable(f"no answer within {self.timeout:g} s (--model-timeout)") from None
-        except urllib.error.URLError as error:
-            raise self.unreachable(describe_reason(error.reason)) from None
-        except (OSError, ValueError) as error:  # a dropped connection, a broken HTTP answer
-            raise self.unreachable(describe_reason(error)) from None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self.late()
+        failure = None
+        watchdog = request.watchdog = Watchdog(deadline)  # the handlers below hand it the connection's socket
+        with watchdog:
+            try:
+                with self._opener.open(request, timeout=left) as response:
+                    raw, kind = response.read(), response.headers.get("Content-Type", "")
+            except urllib.error.HTTPError as error:
+                failure = self.refusal(error, path)  # reads the error's body, under the watchdog too
+            except TimeoutError:
+                failure = self.late()
+            except urllib.error.URLError as error:
+                late = isinstance(error.reason, TimeoutError)
+                failure = self.late() if late else self.unreachable(describe_reason(error.reason))
+            except (OSError, ValueError, http.client.HTTPException) as error:  # dropped, a broken HTTP answer
+                failure = self.unreachable(describe_reason(error))
+        if watchdog.fired:  # whatever the cut looked like from here (an error, a short body)
+            raise self.late()
+        if failure is not None:
+            raise failure
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -125,6 +150,9 @@ class Client:
             raise ServerError(f"the model server at {self.shown} answered {path} with something that is not JSON "
                               f"({what}, {len(raw):,} bytes): give the base URL of an OpenAI-compatible API, e.g. "
                               "http://host:port/v1") from None
+
+    def late(self) -> ServerError:
+        return self.unreachable(f"no answer within {self.timeout:g} s (--model-timeout)")
 
     def unreachable(self, reason: str) -> ServerError:
         return ServerError(f"cannot use the model server at {self.shown}: {reason}")
@@ -134,7 +162,7 @@ class Client:
         status = error.code
         try:
             detail = server_message(error.read())
-        except OSError:
+        except (OSError, http.client.HTTPException):  # cut short: no words of its own
             detail = ""
         said = f": {detail}" if detail else ""
         if status in (401, 403):
@@ -152,17 +180,102 @@ class Client:
         return refused
 
 
-def read_by(response, deadline: float, chunk: int = 1 << 16) -> bytes:
-    """The body of ``response``, read in chunks; a server that sends it so slowly that it is not whole by
-    ``deadline`` (``time.monotonic()``) gets :class:`TimeoutError`, not a hang (each read alone has the timeout)."""
-    parts = []
-    while True:
-        part = response.read1(chunk) if hasattr(response, "read1") else response.read(chunk)
-        if not part:
-            return b"".join(parts)
-        parts.append(part)
-        if time.monotonic() > deadline:
-            raise TimeoutError("the answer did not arrive in time")
+class Watchdog:
+    """Cuts a call off at ``deadline`` (``time.monotonic()``): a timer that shuts down the socket of the connection
+    it watches, which ends any wait on it at once (a read gets the end of the stream or an error). ``fired`` says
+    that it did. Used as a context: the timer runs inside the ``with`` block only."""
+
+    def __init__(self, deadline: float):
+        self.fired = False
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """The connected socket to cut (shut down at once if the deadline already passed while connecting)."""
+        with self._lock:
+            self._socket = sock
+            fired = self.fired
+        if fired:
+            cut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._socket
+        if sock is not None:
+            cut(sock)
+
+
+def cut(sock: socket.socket) -> None:
+    """Shut ``sock`` down both ways (the socket level's call, also for a TLS socket: no TLS goodbye is sent)."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:  # closed already
+        pass
+
+
+class Watched:
+    """An ``http.client`` connection that hands its socket to a :class:`Watchdog` once connected (connecting itself
+    waits at most the time left: urllib passes it as the connection's timeout)."""
+
+    def __init__(self, host, *, watchdog: Watchdog, **kwargs):
+        super().__init__(host, **kwargs)
+        self.watchdog = watchdog
+
+    def connect(self) -> None:
+        super().connect()
+        self.watchdog.watch(self.sock)
+
+
+class WatchedHTTPConnection(Watched, http.client.HTTPConnection):
+    pass
+
+
+class WatchedHTTPSConnection(Watched, http.client.HTTPSConnection):
+    pass
+
+
+WATCHED = {http.client.HTTPConnection: WatchedHTTPConnection, http.client.HTTPSConnection: WatchedHTTPSConnection}
+
+
+class Watching:
+    """A urllib handler whose connections the request's ``watchdog`` watches (urllib's own otherwise: proxies, TLS
+    settings and all)."""
+
+    def do_open(self, http_class, req, **http_conn_args):
+        watched, watchdog = WATCHED[http_class], req.watchdog
+
+        def connection(host, **kwargs):
+            return watched(host, watchdog=watchdog, **kwargs)
+
+        return super().do_open(connection, req, **http_conn_args)
+
+
+class WatchedHTTPHandler(Watching, urllib.request.HTTPHandler):
+    pass
+
+
+class WatchedHTTPSHandler(Watching, urllib.request.HTTPSHandler):
+    pass
+
+
+class WatchedRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """A redirect is followed under the first request's watchdog (and within its deadline)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.watchdog = req.watchdog
+        return new
 
 
 def describe_reason(reason) -> str:
@@ -175,6 +288,8 @@ def describe_reason(reason) -> str:
         return "its host name does not resolve"
     if isinstance(reason, ssl.SSLError):
         return f"TLS failed ({getattr(reason, 'reason', None) or reason})"
+    if isinstance(reason, http.client.IncompleteRead):
+        return "the connection was closed before the whole answer came"
     if isinstance(reason, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return "the connection was closed before an answer came"
     text = " ".join(str(reason).split())
