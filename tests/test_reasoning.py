@@ -246,3 +246,21 @@ def test_candidates_that_do_not_fit_the_context_together_are_decoded_in_turn(tmp
                          "-n", "12")
     assert result.exit_code == 0, result.output
     assert answer["rows"] == [[3]] and answer["votes"] == 12
+
+
+def test_the_config_file_sets_max_tokens_and_the_merge_model_and_flags_beat_it(fake_model, merger, shop_copy,
+                                                                               tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text(f'max_tokens = 48\nmerge_model = "{merger}"\nmerge = true\n', encoding="utf-8")
+    monkeypatch.setenv("EDGESQL_CONFIG", str(config))
+    model = split_vote(fake_model, {})
+    result, answer = ask("--db", str(shop_copy), "--model", "fake", "How many products?")
+    assert result.exit_code == 0, result.output
+    assert model.calls[0]["max_tokens"] == 48 and answer["ballot"][-1]["round"] == "merge"
+    ask("--db", str(shop_copy), "--model", "fake", "How many products?", "--max-tokens", "30", "--no-merge")
+    assert model.calls[-1]["max_tokens"] == 30
+    shown = runner.invoke(app, ["config", "show"])
+    assert "max_tokens = 48" in shown.stdout and f"merge_model = {merger}" in shown.stdout
+    config.write_text("max_tokens = 0\n", encoding="utf-8")
+    bad, _ = ask("--db", str(shop_copy), "--model", "fake", "How many products?")
+    assert bad.exit_code == 2 and "max_tokens" in bad.stderr and "Traceback" not in bad.output

@@ -10,7 +10,7 @@ import typer
 
 from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, MemoryOpt, ModelOpt,
                                  ModelTimeoutOpt, Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingTimeoutOpt,
-                                 TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured, status,
+                                 TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured, from_config, status,
                                  stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import (GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
@@ -60,6 +60,7 @@ def ask(
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
                                                                            memory, threads)
+    max_tokens, merge_model = from_config(max_tokens=max_tokens, merge_model=merge_model)
     question = clean_question(question)
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)
@@ -225,6 +226,7 @@ def shell(
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
                                                                            memory, threads)
+    max_tokens, merge_model = from_config(max_tokens=max_tokens, merge_model=merge_model)
     interactive = sys.stdin.isatty()
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)

@@ -128,6 +128,14 @@ def configured(model, candidates, temperature, timeout, memory, threads) -> tupl
                                                    "threads"))
 
 
+def from_config(**flags) -> tuple:
+    """Each flag's value, else the config file's, else the default (``edgesql config show``), in the order given."""
+    from edge_sql.config import effective_settings
+
+    settings = effective_settings(**flags)
+    return tuple(settings[name].value for name in flags)
+
+
 @contextmanager
 def writing_to(path: Path | None):
     """stdout goes to ``path`` inside this block (when given): ``--output FILE``."""
