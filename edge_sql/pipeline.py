@@ -318,7 +318,8 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
         f"the schema of {db.path.name} is too large for {model.name}: the prompt needs {needed:,} tokens and "
-        f"{room}; use a model with a longer context or a database with fewer tables"
+        f"{room}; use a model with a longer context, a database with fewer tables, or fewer answer tokens "
+        "(--max-tokens)"
     )
 
 

@@ -108,5 +108,14 @@ def chosen_merger(remedies: Remedies, model, merge_model: str | None, *, threads
             raise
         import sys
 
-        sys.stderr.write(f"edgesql: {model.name}'s merge model is not available ({error}); it merges itself\n")
+        from edge_sql.preset import get_preset
+        from edge_sql.weights import installed
+
+        preset = get_preset(name)
+        if preset is not None and not installed(preset):
+            convert = " --convert" if preset.kind == "convert" else ""
+            why = f"{name} is not installed: edgesql models pull {name}{convert}"
+        else:
+            why = str(error)
+        sys.stderr.write(f"edgesql: {model.name}'s merge model is not available ({why}); it merges itself\n")
         return Merger(None, **asked)
