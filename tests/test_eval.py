@@ -169,7 +169,7 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     report_path = tmp_path / "report.json"
     assert run_eval("--data", str(spider), "--model", "fake", "-n", "1,3", "--report", str(report_path)).exit_code == 0
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert set(report) == {"edgesql", "dataset", "model", "sampling", "remedies", "questions", "scored", "skipped", "interrupted",
+    assert set(report) == {"edgesql", "dataset", "model", "sampling", "remedies", "merge_model", "questions", "scored", "skipped", "interrupted",
                            "results", "latency", "tokens", "peak_rss_mib", "wall_seconds", "skipped_questions",
                            "records"}
     assert set(report["dataset"]) == {"path", "layout", "metric", "questions", "selected", "db", "limit", "shuffle",
