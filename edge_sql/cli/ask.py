@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRowsOpt, MaxRowsOpt, MemoryOpt, ModelOpt,
-                                 ModelTimeoutOpt, Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingTimeoutOpt,
+                                 Output, OutputOpt, SeedOpt, SettingMemoryOpt, SettingModelTimeoutOpt, SettingTimeoutOpt,
                                  TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured, from_config, status,
                                  stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
@@ -33,7 +33,7 @@ def ask(
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
                                              "candidates agree on a result.")] = False,
     threads: ThreadsOpt = None,
-    model_timeout: ModelTimeoutOpt = 300.0,
+    model_timeout: SettingModelTimeoutOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "
                                           "each clause does (read from the query, no model call).")] = False,
     output: OutputOpt = None,
@@ -60,7 +60,8 @@ def ask(
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
                                                                            memory, threads)
-    max_tokens, merge_model = from_config(max_tokens=max_tokens, merge_model=merge_model)
+    model_timeout, max_tokens, merge_model = from_config(model_timeout=model_timeout, max_tokens=max_tokens,
+                                                         merge_model=merge_model)
     question = clean_question(question)
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)
@@ -203,7 +204,7 @@ def shell(
     threads: ThreadsOpt = None,
     log: LogOpt = False,
     log_rows: LogRowsOpt = False,
-    model_timeout: ModelTimeoutOpt = 300.0,
+    model_timeout: SettingModelTimeoutOpt = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -226,7 +227,8 @@ def shell(
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
                                                                            memory, threads)
-    max_tokens, merge_model = from_config(max_tokens=max_tokens, merge_model=merge_model)
+    model_timeout, max_tokens, merge_model = from_config(model_timeout=model_timeout, max_tokens=max_tokens,
+                                                         merge_model=merge_model)
     interactive = sys.stdin.isatty()
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)

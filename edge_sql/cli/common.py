@@ -16,29 +16,17 @@ from rich.console import Console
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, EdgeSQLError, UsageError
 
 
-def model_timeout_setting(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
-    """--model-timeout as given, else the config file's ``model_timeout`` (ask and shell). A bad file is left to the
-    command, which reports it in one line before it loads a model."""
-    if ctx.resilient_parsing or ctx.get_parameter_source(param.name).name != "DEFAULT":
-        return value
-    from edge_sql.config import effective_settings
-
-    try:
-        return effective_settings(model_timeout=None)["model_timeout"].value
-    except UsageError:
-        return value
-
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
                                      show_default=False)]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name, the path of a GGUF file, or "
                      "the URL of an OpenAI-compatible server (http://host:port/v1). [default: EDGESQL_MODEL, else the "
                      "best installed preset, else smollm2-135m-sql]", show_default=False)]
-ModelTimeoutOpt = Annotated[float, typer.Option("--model-timeout", min=0.1, callback=model_timeout_setting,
-                            help="Seconds a model server (--model URL) may take to answer one candidate, queueing "
-                            "included. [default: the config file's model_timeout, else 300]", show_default=False)]
-ModelTimeoutFlagOpt = Annotated[float, typer.Option("--model-timeout", min=0.1, help="Seconds a model server "
-                                "(--model URL) may take to answer one candidate, queueing included.")]
+ModelTimeoutOpt = Annotated[float, typer.Option("--model-timeout", min=0.1, help="Seconds a model server (--model URL) "
+                            "may take to answer one candidate, queueing included.")]
+SettingModelTimeoutOpt = Annotated[Optional[float], typer.Option("--model-timeout", min=0.1, show_default=False,
+                                   help="Seconds a model server (--model URL) may take to answer one candidate, "
+                                   "queueing included. [default: 300]")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or markdown.")]
 MaxRowsOpt = Annotated[int, typer.Option("--max-rows", min=1, help="Show at most this many rows.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds a query may run before it is stopped.")]

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import (MemoryOpt, ModelTimeoutFlagOpt, TemperatureOpt, ThreadsOpt, status, stderr_console,
+from edge_sql.cli.common import (MemoryOpt, ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status, stderr_console,
                                  stdout_console)
 from edge_sql.cli.options import (GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
                                   RepairRoundsOpt, chosen_merger, chosen_remedies)
@@ -63,7 +63,7 @@ def eval_command(
                                                         "question, one per line (Spider's format), and the matching "
                                                         "gold file.", show_default=False)] = None,
     threads: ThreadsOpt = None,
-    model_timeout: ModelTimeoutFlagOpt = 300.0,  # eval reads no config file
+    model_timeout: ModelTimeoutOpt = 300.0,  # eval reads no config file
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions in flight together, for a "
                                          "model server (--model URL); the report is the same as with 1.")] = 1,
     grammar: GrammarOpt = None,
