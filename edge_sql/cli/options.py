@@ -94,9 +94,9 @@ def chosen_merger(remedies: Remedies, model, merge_model: str | None, *, threads
     from edge_sql.errors import ModelError
     from edge_sql.pipeline import Merger
 
-    table = getattr(model.preset, "merge", None) or {}
     if not remedies.merge:
         return Merger()
+    table = model.preset.merge
     asked = dict(candidates=table.get("candidates", 1), temperature=float(table.get("temperature", 0.0)))
     name = merge_model or table.get("model")
     if not name or name == model.name:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stdout
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +21,7 @@ from edge_sql.steps.database import Database
 from edge_sql.errors import EdgeSQLError, UsageError
 from edge_sql.backends import Model
 from edge_sql.cli.history import read_history, save_history
+from edge_sql.pipeline import Merger
 from edge_sql.remedies import Remedies
 
 HELP = """\
@@ -58,7 +58,7 @@ class Shell:
         self.remedies = remedies
         self.max_tokens = max_tokens
         self.merger_for = merger_for  # who settles a split vote for a model (cli/options.chosen_merger)
-        self.merger = merger_for(model) if merger_for else None
+        self.merger = merger_for(model) if merger_for else Merger()
         self.log, self.log_rows = log, log_rows  # append each answer to the question log (cli/log.py)
         self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
         self.context: tuple[str, str] | None = None  # the previous question and its SQL
@@ -108,11 +108,9 @@ class Shell:
             max_tokens=self.max_tokens,
         )
         limits = Limits(max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
-        setup = Setup(self.db, self.model, sampling, limits, self.remedies)
-        if self.merger is not None:
-            setup = replace(setup, merger=self.merger)
         try:
-            answer = ask(question, setup, context=self.context)
+            answer = ask(question, Setup(self.db, self.model, sampling, limits, self.remedies, self.merger),
+                         context=self.context)
         except NoValidCandidate as failure:
             if self.log and failure.answer is not None:
                 record(self.db.path, failure.answer, error=str(failure), rows=self.log_rows)

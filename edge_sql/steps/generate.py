@@ -108,8 +108,7 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
 
     def on_finish(index: int, text: str) -> bool:
-        return bool(on_candidate(index, Candidate(text=text, sql=clean_sql(prompt.prefix + text),
-                                                  unfinished=bool(prompt.reasoning) and unfinished(prompt.prefix + text))))
+        return bool(on_candidate(index, candidate_of(prompt, Completion(text))))
 
     started = time.perf_counter()
     max_tokens = sampling.max_tokens or prompt.reasoning or MAX_TOKENS
@@ -119,17 +118,20 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
                                on_finish=on_finish if on_candidate else None, **constraint)
     seconds = time.perf_counter() - started
     completions += [Completion("", stopped=True)] * (len(temperatures) - len(completions))  # a loop that broke off
-    candidates = tuple(
-        Candidate(text=c.text, sql=clean_sql(prompt.prefix + c.text), logprob=c.logprob, tokens=c.tokens,
-                  stopped=c.stopped, unfinished=bool(prompt.reasoning) and unfinished(prompt.prefix + c.text))
-        for c in completions
-    )
     return Generation(
-        candidates=candidates,
+        candidates=tuple(candidate_of(prompt, c) for c in completions),
         prompt_tokens=model.count_tokens(prompt.text),
         generated_tokens=sum(c.tokens for c in completions),
         seconds=seconds,
     )
+
+
+def candidate_of(prompt: Prompt, completion: Completion) -> Candidate:
+    """The candidate a completion of ``prompt`` makes: its SQL taken from the prefix and the text, and whether a
+    reasoning answer ran out of tokens before it answered."""
+    answer = prompt.prefix + completion.text
+    return Candidate(text=completion.text, sql=clean_sql(answer), logprob=completion.logprob, tokens=completion.tokens,
+                     stopped=completion.stopped, unfinished=bool(prompt.reasoning) and unfinished(answer))
 
 
 def clean_sql(text: str) -> str:
