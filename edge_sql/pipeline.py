@@ -135,7 +135,7 @@ def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None =
 
     clock = time.perf_counter()
     early = EarlyStop(db, limits, sampling.candidates) if sampling.early_stop and sampling.candidates > 2 else None
-    generation = generate_for(model, view, sampling, on_candidate=early)
+    generation = generate(model, view.prompt, sampling, on_candidate=early, grammar=view.grammar)
     timings["generate"] = lap(clock)
 
     entries = early.entries(generation.candidates, timings) if early else judge(generation.candidates, db, limits, timings)
@@ -154,11 +154,6 @@ def budget_for(model: Model, question: str) -> int:
     """The tokens a candidate of ``model`` may take: the reasoning budget of its protocol, else one sized by the
     question."""
     return answer_budget(question, get_protocol(model.preset.protocol).reasoning)
-
-
-def generate_for(model: Model, view: View, sampling: Sampling, on_candidate=None, prompt: Prompt | None = None):
-    """Candidates for ``prompt`` (the view's own by default), under the view's grammar when it has one."""
-    return generate(model, prompt or view.prompt, sampling, on_candidate=on_candidate, grammar=view.grammar)
 
 
 def conclude(deliberation: Deliberation, setup: Setup, candidates: int | None = None) -> Answer:
@@ -216,20 +211,11 @@ def merge_round(answer: Answer, deliberation: Deliberation, setup: Setup) -> Ans
     else:
         prompt = build_prompt(preset.protocol, rendered, merge_request(deliberation.question, first, second),
                               db.dialect, preset.prefix)
-    grammar = None
-    if view.grammar is not None:
-        from edge_sql.steps.grammar import schema_grammar
-
-        grammar = schema_grammar(view.schema, db.dialect, preset.prefix, reasoning=bool(prompt.reasoning))
+    grammar = grammar_for(view.schema, db.dialect, prompt) if view.grammar is not None else None
     sampling = replace(setup.sampling, candidates=merger.candidates, temperature=merger.temperature,
                        max_tokens=setup.sampling.max_tokens or budget_for(model, deliberation.question))
-    timings = dict(answer.timings)
-    clock = time.perf_counter()
-    generation = generate(model, prompt, sampling, grammar=grammar)
-    timings["merge"] = lap(clock)
-    merged = [replace(entry, stage="merge") for entry in judge(generation.candidates, db, setup.limits, timings)]
-    tokens = {name: answer.tokens.get(name, 0) + count for name, count in
-              (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
+    merged, timings, tokens = run_round(model, prompt, grammar, sampling, "merge", setup, answer.timings,
+                                        answer.tokens)
     ballot = vote(merged)
     winner = ballot.winner
     if winner is None:
@@ -240,9 +226,8 @@ def merge_round(answer: Answer, deliberation: Deliberation, setup: Setup) -> Ans
                    if e.result is not None and result_key(e.result, e.verdict.ordered) == key)
     chosen = replace(winner, votes=agreeing)
     entries = answer.ballot.entries + tuple(chosen if e is winner else e for e in ballot.entries)
-    winner = chosen
-    return replace(answer, sql=winner.verdict.sql, columns=winner.result.columns, rows=winner.result.rows,
-                   truncated=winner.result.truncated, votes=agreeing, ballot=Ballot(entries, winner),
+    return replace(answer, sql=chosen.verdict.sql, columns=chosen.result.columns, rows=chosen.result.rows,
+                   truncated=chosen.result.truncated, votes=agreeing, ballot=Ballot(entries, chosen),
                    timings=timings, tokens=tokens)
 
 
@@ -253,15 +238,24 @@ def second_round(deliberation: Deliberation, request: str, stage: str, setup: Se
     preset = model.preset
     prompt = build_prompt(preset.protocol, view.rendered, request, db.dialect, preset.prefix)
     sampling = replace(sampling, max_tokens=sampling.max_tokens or budget_for(model, deliberation.question))
-    timings = dict(deliberation.timings)
-    clock = time.perf_counter()
-    generation = generate_for(model, view, sampling, prompt=prompt)
-    step = stage.split()[0]  # "repair 2" is timed with every repair round
-    timings[step] = round(timings.get(step, 0.0) + lap(clock), 4)
-    entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, db, setup.limits, timings)]
-    tokens = {name: deliberation.tokens.get(name, 0) + count for name, count in
-              (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
+    entries, timings, tokens = run_round(model, prompt, view.grammar, sampling, stage, setup, deliberation.timings,
+                                         deliberation.tokens)
     return replace(deliberation, entries=deliberation.entries + tuple(entries), timings=timings, tokens=tokens)
+
+
+def run_round(model: Model, prompt: Prompt, grammar: str | None, sampling: Sampling, stage: str, setup: Setup,
+              timings: dict[str, float], tokens: dict[str, int]) -> tuple[list[Entry], dict, dict]:
+    """The judged candidates of one more round (marked ``stage``), and the timings and token counts with its own
+    added (a stage's first word names its timing: "repair 2" is timed with every repair round)."""
+    timings = dict(timings)
+    clock = time.perf_counter()
+    generation = generate(model, prompt, sampling, grammar=grammar)
+    step = stage.split()[0]
+    timings[step] = round(timings.get(step, 0.0) + lap(clock), 4)
+    entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, setup.db, setup.limits, timings)]
+    tokens = {name: tokens.get(name, 0) + count for name, count in
+              (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
+    return entries, timings, tokens
 
 
 def decide(deliberation: Deliberation, candidates: int | None = None) -> Answer:
@@ -304,11 +298,7 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
         prompt = build_prompt(preset.protocol, rendered, asked, db.dialect, preset.prefix, context=context)
         needed = model.count_tokens(prompt.text)
         if needed <= budget:
-            grammar = None
-            if remedies.grammar:
-                from edge_sql.steps.grammar import schema_grammar
-
-                grammar = schema_grammar(schema, db.dialect, preset.prefix, reasoning=bool(prompt.reasoning))
+            grammar = grammar_for(schema, db.dialect, prompt) if remedies.grammar else None
             from edge_sql.steps.focus import pruning_note, size_of
 
             note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
@@ -321,6 +311,14 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
         f"{room}; use a model with a longer context, a database with fewer tables, or fewer answer tokens "
         "(--max-tokens)"
     )
+
+
+def grammar_for(schema: Schema, dialect: str, prompt: Prompt) -> str:
+    """The schema grammar for what the model writes after ``prompt``'s prefix (a reasoning answer: after its think
+    block)."""
+    from edge_sql.steps.grammar import schema_grammar
+
+    return schema_grammar(schema, dialect, prompt.prefix, reasoning=bool(prompt.reasoning))
 
 
 def attempts(views):
