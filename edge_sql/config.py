@@ -11,7 +11,8 @@
     model_timeout = 600 # seconds a model server (model = "http://…/v1") may take to answer one candidate
     max_tokens = 2048   # the most tokens a candidate may write (default: sized by the question, or the protocol's)
     merge_model = "http://gpu-box:8000/v1?preset=cscsql-merge-0.5b"  # who settles a split vote under merge
-    grammar = true      # the remedies (README, "What makes a small model right more often")
+    constrain = true    # the remedies (README, "What makes a small model right more often")
+    grammar = false
     repair = 1          # rounds; 0 = off
     merge = false
     prune = "auto"      # auto, always or never
@@ -49,6 +50,7 @@ SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
     "model_timeout": (float, (0.1, 86400.0)),
     "max_tokens": (int, (1, 32768)),
     "merge_model": (str, None),
+    "constrain": (bool, None),
     "grammar": (bool, None),
     "repair": (int, (0, MAX_REPAIR_ROUNDS)),
     "merge": (bool, None),
@@ -61,7 +63,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"prune": PRUNE_MODES}
 #: What a setting is when neither a flag, the environment nor the file sets it (None: decided later, as said).
 DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "memory": 1024,
                                "threads": None, "model_timeout": 300.0, "max_tokens": None, "merge_model": None,
-                               "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
+                               "constrain": Remedies().constrain, "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
                                "prune": Remedies().prune, "hints": Remedies().hints}
 DEFAULT_WORDS = {
     "model": "the best installed preset, else smollm2-135m-sql",

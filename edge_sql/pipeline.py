@@ -25,6 +25,7 @@ from edge_sql.steps.judge import EarlyStop, Limits, describe_failure, judge, lap
 from edge_sql.steps.prompt import Prompt, build_prompt
 from edge_sql.steps.question import clean_question
 from edge_sql.steps.schema import Schema, render_schema
+from edge_sql.steps.validate import validate
 from edge_sql.steps.vote import Ballot, Entry, result_key, vote
 
 __all__ = ["Answer", "Deliberation", "Limits", "Merger", "Setup", "View", "ask", "conclude", "decide", "deliberate",
@@ -103,6 +104,7 @@ class View:
     rendered: str
     prompt: Prompt
     grammar: str | None = None
+    check: object = None  # a constrain.Check of the schema shown, when ``remedies.constrain``
     context: tuple[str, str] | None = None
     note: str = ""  # what was left out of the schema, and why
     cut: bool = False  # tables, columns or sample values were left out only so that the prompt would fit
@@ -135,7 +137,7 @@ def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None =
 
     clock = time.perf_counter()
     early = EarlyStop(db, limits, sampling.candidates) if sampling.early_stop and sampling.candidates > 2 else None
-    generation = generate(model, view.prompt, sampling, on_candidate=early, grammar=view.grammar)
+    generation = generate(model, view.prompt, sampling, on_candidate=early, grammar=view.grammar, check=view.check)
     timings["generate"] = lap(clock)
 
     entries = early.entries(generation.candidates, timings) if early else judge(generation.candidates, db, limits, timings)
@@ -214,7 +216,8 @@ def merge_round(answer: Answer, deliberation: Deliberation, setup: Setup) -> Ans
     grammar = grammar_for(view.schema, db.dialect, prompt) if view.grammar is not None else None
     sampling = replace(setup.sampling, candidates=merger.candidates, temperature=merger.temperature,
                        max_tokens=setup.sampling.max_tokens or budget_for(model, deliberation.question))
-    merged, timings, tokens = run_round(model, prompt, grammar, sampling, "merge", setup, answer.timings,
+    check = check_for(view.schema, prompt) if view.check is not None else None
+    merged, timings, tokens = run_round(model, prompt, (grammar, check), sampling, "merge", setup, answer.timings,
                                         answer.tokens)
     ballot = vote(merged)
     winner = ballot.winner
@@ -238,18 +241,21 @@ def second_round(deliberation: Deliberation, request: str, stage: str, setup: Se
     preset = model.preset
     prompt = build_prompt(preset.protocol, view.rendered, request, db.dialect, preset.prefix)
     sampling = replace(sampling, max_tokens=sampling.max_tokens or budget_for(model, deliberation.question))
-    entries, timings, tokens = run_round(model, prompt, view.grammar, sampling, stage, setup, deliberation.timings,
-                                         deliberation.tokens)
+    check = check_for(view.schema, prompt) if view.check is not None else None
+    entries, timings, tokens = run_round(model, prompt, (view.grammar, check), sampling, stage, setup,
+                                         deliberation.timings, deliberation.tokens)
     return replace(deliberation, entries=deliberation.entries + tuple(entries), timings=timings, tokens=tokens)
 
 
-def run_round(model: Model, prompt: Prompt, grammar: str | None, sampling: Sampling, stage: str, setup: Setup,
+def run_round(model: Model, prompt: Prompt, constraints: tuple, sampling: Sampling, stage: str, setup: Setup,
               timings: dict[str, float], tokens: dict[str, int]) -> tuple[list[Entry], dict, dict]:
-    """The judged candidates of one more round (marked ``stage``), and the timings and token counts with its own
-    added (a stage's first word names its timing: "repair 2" is timed with every repair round)."""
+    """The judged candidates of one more round (marked ``stage``), decoded under ``constraints`` (the grammar and the
+    check, each None when off), and the timings and token counts with its own added (a stage's first word names its
+    timing: "repair 2" is timed with every repair round)."""
     timings = dict(timings)
     clock = time.perf_counter()
-    generation = generate(model, prompt, sampling, grammar=grammar)
+    grammar, check = constraints
+    generation = generate(model, prompt, sampling, grammar=grammar, check=check)
     step = stage.split()[0]
     timings[step] = round(timings.get(step, 0.0) + lap(clock), 4)
     entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, setup.db, setup.limits, timings)]
@@ -303,7 +309,8 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
 
             note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
             cut = not samples or (remedies.prune == "auto" and size_of(schema) != size_of(db.schema))
-            return View(schema, rendered, prompt, grammar, context, note, cut, hints)
+            check = check_for(schema, prompt) if remedies.constrain else None
+            return View(schema, rendered, prompt, grammar, check, context, note, cut, hints)
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")
     raise DatabaseError(
@@ -319,6 +326,14 @@ def grammar_for(schema: Schema, dialect: str, prompt: Prompt) -> str:
     from edge_sql.steps.grammar import schema_grammar
 
     return schema_grammar(schema, dialect, prompt.prefix, reasoning=bool(prompt.reasoning))
+
+
+def check_for(schema: Schema, prompt: Prompt):
+    """The decoding-time check of what the model writes after ``prompt``'s prefix (a reasoning answer: inside its
+    ``<answer>``)."""
+    from edge_sql.steps.constrain import Check
+
+    return Check(schema, prompt.prefix, reasoning=bool(prompt.reasoning), judge=lambda sql: validate(sql, schema).ok)
 
 
 def attempts(views):

@@ -159,6 +159,7 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
     },
     # The remedies measured best for this model; a flag or the config file still wins over them.
     "remedies": {
+        "constrain": Key(bool, False, "check each token against the schema as it is decoded"),
         "grammar": Key(bool, False, "decode under the schema grammar"),
         "hints": Key(bool, False, "show stored values close to the question"),
         "merge": Key(bool, False, "settle a split vote by asking the model"),

@@ -11,6 +11,9 @@ class Remedies:
     """What the pipeline does beyond sample-and-vote to make a small model right more often; each is switchable and
     measured (README, "What makes a small model right more often").
 
+    - ``constrain``: check every token as it is decoded (``steps/constrain.py``): a candidate can only go on
+      writing a query whose tables, aliases and columns exist, each column on a table that has it, and can only
+      end where the whole query passes validation;
     - ``grammar``: decode under a GBNF grammar built from the schema, so candidates can only name real tables and
       columns;
     - ``repair``: rounds of asking again with the failing SQL, its error and the valid names, when no candidate ran;
@@ -23,6 +26,7 @@ class Remedies:
     # The defaults are the best combination measured with the demo model on the Spider dev half (README's table):
     # the grammar and the hints; repair, merge and pruning beyond what the context needs cost time and gained nothing.
     grammar: bool = True
+    constrain: bool = True
     repair: int = 0
     merge: bool = False
     prune: str = "auto"

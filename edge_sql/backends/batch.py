@@ -11,6 +11,11 @@ own common sampler does it) samples from the unconstrained chain, checks only th
 applies the grammar to the whole vocabulary and samples again only when it is refused; ``"chain"`` puts the grammar
 first in the chain, over every candidate at every step. Greedy candidates are the same either way.
 
+With a schema check (``steps/constrain.py``, PICARD's idea), the token sampled is tested first; only when the check
+refuses it are the next most likely tokens tested, in order of their logits (for a greedy candidate, until one is
+allowed; for a sampled one, every token its own chain could still pick), and the sequence's chain picks among those
+allowed. A sequence whose most likely tokens are all refused (``checking.WALK``) ends where it is.
+
 Between calls the prompt stays in sequence 0: the next prompt decodes only what differs after the common prefix
 (the schema, for the next question on the same database). :class:`PrefixStore` keeps that state on disk between
 processes, keyed by the model file and the prefix, checked by hash before it is trusted.
@@ -29,6 +34,7 @@ import numpy as np
 
 import llama_cpp as L
 
+from edge_sql.backends.checking import checked_sample, follows
 from edge_sql.errors import ModelError
 
 
@@ -53,6 +59,9 @@ class Sequence:
     text: str = ""
     grammar: object = None  # this sequence's grammar state, when it is checked outside the chain
     resampled: int = 0  # tokens the grammar refused, sampled again from the constrained vocabulary
+    cursor: object = None  # what the schema check (``steps/constrain.py``) made of this sequence's text so far
+    refused: int = 0  # tokens the schema check refused
+    greedy: bool = False
 
 
 class BatchDecoder:
@@ -95,6 +104,9 @@ class BatchDecoder:
             [("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
         self.token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self.one = (L.llama_token_data * 1)()  # a single token, to ask the grammar about it
+        self.texts: dict[int, str] = {}  # token -> its text, for the schema check
+        self.refused = 0  # tokens the schema check refused in the last sample()
+        self.check_seconds = 0.0  # time the schema check took, since the owner last reset it
 
     def close(self) -> None:
         if self.ctx:
@@ -199,18 +211,20 @@ class BatchDecoder:
 
     # -- sampling -----------------------------------------------------------------------------------------------------
 
-    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog, on_finish=None, grammar=None):
+    def sample(self, prompt_tokens, temperatures, seed, max_tokens, stop, is_eog, on_finish=None, grammar=None,
+               check=None):
         """One completion per temperature; candidate i is seeded with ``seed + i``.
 
         Returns ``(text, logprob, tokens, stopped)`` for each. ``on_finish(i, text)`` is called as each candidate
         ends; when it returns True the candidates still running are stopped (``stopped`` is True for them).
-        ``grammar`` (GBNF text, checked by ``grammar.check_grammar`` first) constrains every candidate.
+        ``grammar`` (GBNF text, checked by ``grammar.check_grammar`` first) constrains every candidate; so does
+        ``check`` (a ``constrain.Check``: every candidate may only write a query over the schema's names).
         """
         n = len(temperatures)
         if n > self.max_sequences:
             raise ValueError(f"at most {self.max_sequences} candidates can be sampled together")
         compiled = self.compiled_grammar(grammar) if grammar else None
-        self.resampled = 0
+        self.resampled = self.refused = 0
         self.load_prompt(prompt_tokens)
         for s in range(1, n):
             L.llama_memory_seq_rm(self.memory, s, -1, -1)
@@ -218,11 +232,13 @@ class BatchDecoder:
         in_chain = compiled is not None and self.arrangement == "chain"
         sequences = [
             Sequence(i, make_chain(t, seed + i, compiled if in_chain else None), [], bytearray(),
-                     grammar=L.llama_sampler_clone(compiled) if compiled is not None and not in_chain else None)
+                     grammar=L.llama_sampler_clone(compiled) if compiled is not None and not in_chain else None,
+                     greedy=t <= 0)
             for i, t in enumerate(temperatures)
         ]
         for sequence in sequences:
             sequence.row = -1  # the last prompt token's logits
+            sequence.cursor = check.start() if check is not None else None
         position = len(prompt_tokens)
         cells = len(prompt_tokens)  # KV cells in use: the prompt's (shared by all sequences), then one a token each
         try:
@@ -261,6 +277,7 @@ class BatchDecoder:
                 if sequence.grammar is not None:
                     L.llama_sampler_free(sequence.grammar)
                 self.resampled += sequence.resampled
+                self.refused += sequence.refused
             # keep only the prompt, on sequence 0, for the next call (a recurrent state cannot be cut back: drop it)
             if self.recurrent:
                 L.llama_memory_clear(self.memory, True)
@@ -283,6 +300,17 @@ class BatchDecoder:
         if sequence.grammar is not None and not self.allows(sequence.grammar, token):
             token = self.constrained_sample(sequence, logits)
             sequence.resampled += 1
+        if sequence.cursor is not None:
+            started = time.perf_counter()
+            cursor = follows(self, sequence, token, stop, is_eog)
+            if cursor is None:
+                sequence.refused += 1
+                token, cursor = checked_sample(self, sequence, logits, stop, is_eog, TOP_K, MIN_P)
+            self.check_seconds += time.perf_counter() - started
+            if token is None:  # nothing the model would write can go on: the candidate ends here
+                sequence.done, sequence.text = True, sequence.data.decode("utf-8", "ignore")
+                return
+            sequence.cursor = cursor
         top = float(logits.max())
         sequence.logprob += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
         if is_eog(token):

@@ -20,11 +20,12 @@ from edge_sql.preset import Preset, load_presets
 @dataclass(frozen=True)
 class Cost:
     """What one ``sample`` call cost a model: the prompt tokens it evaluated (the rest came from a cache), the seconds
-    spent on them, and the seconds spent decoding."""
+    spent on them, the seconds spent decoding, and the seconds its schema check took (``steps/constrain``)."""
 
     prompt_evaluated: int = 0
     prompt_seconds: float = 0.0
     decode_seconds: float = 0.0
+    check_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,15 @@ class Model(Protocol):
     def sample(
         self, prompt: str, temperatures: Sequence[float], *, seed: int, max_tokens: int, stop: tuple[str, ...],
         cache_prefix: str | None = None, on_finish: Callable[[int, str], bool] | None = None,
-        grammar: str | None = None,
+        grammar: str | None = None, check=None,
     ) -> list[Completion]:
         """One completion per temperature (0 = greedy); candidate i is seeded with ``seed + i``.
 
         ``cache_prefix`` is the head of ``prompt`` that later prompts repeat (the schema): a model may keep its
         state to skip evaluating it again. ``on_finish(i, text)`` is called as candidate i ends; a model that
         decodes candidates together stops the rest (``stopped=True``) once it returns True. ``grammar`` is a GBNF
-        grammar (``grammar.schema_grammar``) every completion must follow.
+        grammar (``grammar.schema_grammar``) every completion must follow. ``check`` (``constrain.Check``) is taken
+        only by a model whose ``checks`` is True: every token is checked against the schema as it is decoded.
         """
         ...
 

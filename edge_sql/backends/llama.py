@@ -101,6 +101,7 @@ class LlamaModel:
         self.name = preset.name if preset is not GENERIC else path.name
         self.threads = threads
         self.batched = batched
+        self.checks = batched  # sample() takes a schema check (``steps/constrain.py``): the batched decoder applies it
         wanted = context_length(preset, 0, context)  # before the model says what it was trained for
         try:
             self._llama = Llama(
@@ -128,7 +129,7 @@ class LlamaModel:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def sample(self, prompt, temperatures, *, seed, max_tokens, stop, cache_prefix=None, on_finish=None,
-               grammar=None):
+               grammar=None, check=None):
         if grammar:
             from edge_sql.backends.grammar_check import check_grammar
 
@@ -142,7 +143,7 @@ class LlamaModel:
                     break
             return completions
         decoder = self.decoder()
-        decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds = 0, 0.0, 0.0
+        decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds = 0, 0.0, 0.0, 0.0
         try:
             tokens = self.tokenize(prompt)
             if cache_prefix and self._store is not None:
@@ -158,11 +159,11 @@ class LlamaModel:
             chunk = list(temperatures[start: start + group])
             finish = None if on_finish is None else (lambda i, text, start=start: on_finish(start + i, text))
             for text, logprob, count, stopped in decoder.sample(tokens, chunk, seed + start, max_tokens, stop,
-                                                                self.is_eog, finish, grammar):
+                                                                self.is_eog, finish, grammar, check):
                 completions.append(Completion(text, logprob, count, stopped))
             if any(c.stopped for c in completions) or len(completions) < start + len(chunk):
                 break
-        self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds)
+        self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds)
         return completions
 
     def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:

@@ -13,8 +13,8 @@ from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRow
                                  TemperatureOpt, ThreadsOpt, TimeoutOpt, check_format, configured, from_config, status,
                                  stderr_console, stdout_console, writing_to)
 from edge_sql.cli.models import chosen_model
-from edge_sql.cli.options import (GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
-                                  RepairRoundsOpt, chosen_merger, chosen_remedies)
+from edge_sql.cli.options import (ConstrainOpt, GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt,
+                                  RepairOpt, RepairRoundsOpt, chosen_merger, chosen_remedies)
 from edge_sql.errors import NoValidCandidate
 
 
@@ -39,6 +39,7 @@ def ask(
     output: OutputOpt = None,
     log: LogOpt = False,
     log_rows: LogRowsOpt = False,
+    constrain: ConstrainOpt = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -65,7 +66,8 @@ def ask(
     question = clean_question(question)
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)
-        remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
+        remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset,
+                                   constrain=constrain)
         merger = chosen_merger(remedies, loaded, merge_model, threads=threads, timeout=model_timeout)
         sampling = Sampling(
             candidates=candidates or loaded.preset.candidates,
@@ -205,6 +207,7 @@ def shell(
     log: LogOpt = False,
     log_rows: LogRowsOpt = False,
     model_timeout: SettingModelTimeoutOpt = None,
+    constrain: ConstrainOpt = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -232,7 +235,8 @@ def shell(
     interactive = sys.stdin.isatty()
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)
-        remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset)
+        remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset,
+                                   constrain=constrain)
 
         def load(name: str):
             with status(f"Loading {name}…"):

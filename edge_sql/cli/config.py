@@ -24,7 +24,7 @@ def config_show() -> None:
     path = config_path()
     sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
     flags = dict(model=None, candidates=None, temperature=None, timeout=None, memory=None, threads=None,
-                 model_timeout=None, max_tokens=None, merge_model=None, grammar=None, repair=None, merge=None, prune=None, hints=None)
+                 model_timeout=None, max_tokens=None, merge_model=None, constrain=None, grammar=None, repair=None, merge=None, prune=None, hints=None)
     preset = get_preset(choose_model(effective_settings(**flags)["model"].value).model)
     recommended = ("", {}) if preset is None else (preset.name, preset.remedies)
     for setting in effective_settings(recommended, **flags).values():

@@ -12,7 +12,7 @@ import typer
 
 from edge_sql.cli.common import (MemoryOpt, ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status, stderr_console,
                                  stdout_console)
-from edge_sql.cli.options import (GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
+from edge_sql.cli.options import (ConstrainOpt, GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
                                   RepairRoundsOpt, chosen_merger, chosen_remedies)
 
 MAX_CANDIDATES = 64
@@ -66,6 +66,7 @@ def eval_command(
     model_timeout: ModelTimeoutOpt = 300.0,  # eval reads no config file
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions in flight together, for a "
                                          "model server (--model URL); the report is the same as with 1.")] = 1,
+    constrain: ConstrainOpt = None,
     grammar: GrammarOpt = None,
     repair: RepairOpt = None,
     repair_rounds: RepairRoundsOpt = None,
@@ -108,7 +109,8 @@ def eval_command(
     if workers > 1 and not getattr(loaded, "concurrent", False):
         raise typer.BadParameter("a local model answers one question at a time: --workers needs a model server "
                                  "(--model http://host:port/v1)", param_hint="--workers")
-    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False, preset=loaded.preset)
+    remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False, preset=loaded.preset,
+                                   constrain=constrain)
     merger = chosen_merger(remedies, loaded, merge_model, threads=threads, timeout=model_timeout)
     sampling = Sampling(candidates=max(counts), seed=seed, max_tokens=max_tokens,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
@@ -215,18 +217,20 @@ def describe(remedies, merge_model: str | None = None) -> str:
     """The remedies of a run in a few words (and who merged, when another model did).
 
     >>> from edge_sql.remedies import Remedies
-    >>> describe(Remedies(grammar=True, repair=1, prune="auto", hints=False))
+    >>> describe(Remedies(constrain=False, grammar=True, repair=1, prune="auto", hints=False))
     'grammar, repair×1, prune auto'
-    >>> describe(Remedies(grammar=False, prune="never", hints=False))
+    >>> describe(Remedies(constrain=False, grammar=False, prune="never", hints=False))
     'no remedies'
-    >>> describe(Remedies(grammar=False, merge=True, prune="never", hints=False), "cscsql-merge-0.5b")
+    >>> describe(Remedies(grammar=False, prune="never", hints=False))
+    'constrain'
+    >>> describe(Remedies(constrain=False, grammar=False, merge=True, prune="never", hints=False), "cscsql-merge-0.5b")
     'merge by cscsql-merge-0.5b'
     """
-    words = [name for name in ("grammar", "merge", "hints") if getattr(remedies, name)]
+    words = [name for name in ("constrain", "grammar", "merge", "hints") if getattr(remedies, name)]
     if merge_model and "merge" in words:
         words[words.index("merge")] = f"merge by {merge_model}"
     if remedies.repair:
-        words.insert(1 if remedies.grammar else 0, f"repair×{remedies.repair}")
+        words.insert(remedies.constrain + remedies.grammar, f"repair×{remedies.repair}")
     if remedies.prune != "never":
         words.append(f"prune {remedies.prune}")
     return ", ".join(words) or "no remedies"

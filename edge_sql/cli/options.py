@@ -22,6 +22,10 @@ GrammarOpt = Annotated[Optional[bool], typer.Option(
     "--grammar/--no-grammar", show_default=False,
     help=f"Decode under a grammar built from the schema: only real tables and columns can be written. "
          f"[default: {on_off(DEFAULTS.grammar)}]")]
+ConstrainOpt = Annotated[Optional[bool], typer.Option(
+    "--constrain/--no-constrain", show_default=False,
+    help=f"Check every token as it is decoded: a candidate can only name tables and aliases that exist and put each "
+         f"column on a table that has it, and ends only as a valid query. [default: {on_off(DEFAULTS.constrain)}]")]
 RepairOpt = Annotated[Optional[bool], typer.Option(
     "--repair/--no-repair", show_default=False,
     help=f"When no candidate runs, ask again with the failing SQL, its error and the valid names. "
@@ -44,7 +48,8 @@ HintsOpt = Annotated[Optional[bool], typer.Option(
 
 
 def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: int | None, merge: bool | None,
-                    prune: str | None, hints: bool | None, *, config: bool = True, preset=None) -> Remedies:
+                    prune: str | None, hints: bool | None, *, config: bool = True, preset=None,
+                    constrain: bool | None = None) -> Remedies:
     """The remedies the flags ask for; for those not given, the config file's (with ``config``), else those the
     model's ``preset`` recommends (its ``[remedies]``), else the defaults. ``--repair-rounds N`` alone means
     ``--repair`` with N rounds.
@@ -66,7 +71,7 @@ def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: in
         rounds = repair_rounds or 1
     else:
         rounds = repair_rounds
-    flags = dict(grammar=grammar, repair=rounds, merge=merge, prune=prune, hints=hints)
+    flags = dict(constrain=constrain, grammar=grammar, repair=rounds, merge=merge, prune=prune, hints=hints)
     recommended = ("", {}) if preset is None else (preset.name, getattr(preset, "remedies", {}) or {})
     settings = effective_settings(recommended, **flags) if config else resolve(flags, {}, "", recommended)
     return Remedies(**{name: setting.value for name, setting in settings.items()})

@@ -181,6 +181,8 @@ def print_view(console: Console, view) -> None:
         console.print(Text(view.note, style="dim"))
     if view.grammar is not None:
         console.print(Text("decoded under the schema's grammar", style="dim"))
+    if view.check is not None:
+        console.print(Text("each token checked against the schema as it was decoded", style="dim"))
 
 
 def print_explanation(console: Console, explanation) -> None:

@@ -60,8 +60,10 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
     hints; they differ in their second rounds): one deliberation serves them all. One record each, in order; each
     record's seconds are the deliberation's plus its own conclusion's."""
     first = variants[0]
-    if any((v.grammar, v.prune, v.hints) != (first.grammar, first.prune, first.hints) for v in variants):
-        raise ValueError("variants must share grammar, prune and hints: they would prompt the model differently")
+    if any((v.constrain, v.grammar, v.prune, v.hints) != (first.constrain, first.grammar, first.prune, first.hints)
+           for v in variants):
+        raise ValueError("variants must share constrain, grammar, prune and hints: they would prompt the model "
+                         "differently")
     record = Record(example.index, example.db_id, example.question, example.gold)
     if not example.db_path.is_file():
         return [replace(record, skipped=f"database missing: {example.db_path}")] * len(variants)

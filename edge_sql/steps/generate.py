@@ -97,12 +97,14 @@ class Generation:
 
 
 def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None,
-             grammar: str | None = None) -> Generation:
+             grammar: str | None = None, check=None) -> Generation:
     """N candidates for ``prompt``: the greedy one first, then samples.
 
     ``on_candidate(i, candidate)`` is called as candidate i is finished; when it returns True the model stops the
     candidates still running (they come back with ``stopped=True``). ``grammar`` (GBNF, from
-    ``grammar.schema_grammar`` for ``prompt.prefix``) constrains what the model may write after the prefix.
+    ``grammar.schema_grammar`` for ``prompt.prefix``) constrains what the model may write after the prefix; so does
+    ``check`` (a ``constrain.Check``), for a model that checks tokens as it decodes them (``model.checks``; a model
+    server cannot: its candidates are judged after they are written, as always).
     """
     stop = prompt.stop if prompt.reasoning else tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
@@ -113,6 +115,8 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     started = time.perf_counter()
     max_tokens = sampling.max_tokens or prompt.reasoning or MAX_TOKENS
     constraint = {"grammar": grammar} if grammar else {}  # a model without grammars still serves the rest
+    if check is not None and getattr(model, "checks", False):
+        constraint["check"] = check
     completions = model.sample(prompt.text, temperatures, seed=sampling.seed, max_tokens=max_tokens,
                                stop=stop, cache_prefix=prompt.cache_prefix or None,
                                on_finish=on_finish if on_candidate else None, **constraint)

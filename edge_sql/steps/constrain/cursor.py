@@ -1,0 +1,384 @@
+"""The cursor of one candidate: reads each piece the model writes into the scopes, refuses what no query can hold,
+and says where the answer may end."""
+
+from __future__ import annotations
+
+from edge_sql.steps.constrain.scopes import Frame, Refused, Scopes
+from edge_sql.steps.constrain.words import (ALIAS_LIKE, ANSWER_CLOSE, ANSWER_OPEN, DERIVED, FROM_ENDS, FUNCTIONS,
+                                            KEYWORDS, SOFT_KEYWORDS, lex, unquote)
+
+
+#: The most blank characters in a row.
+MAX_SPACES = 12
+
+
+class Cursor(Scopes):
+    """The state of one candidate's text: what the tracker made of its finished lexemes, and the unfinished one."""
+
+    __slots__ = ("held", "tail", "sql", "mode", "previous", "closing", "spaces")
+
+    def __init__(self, check):
+        super().__init__(check)
+        self.held: tuple | None = None  # a finished word waiting for the next character to say what it is
+        self.tail = ""  # the lexeme the next piece may extend
+        self.sql = ""
+        self.mode = "sql"  # "think": a reasoning answer before its <answer>
+        self.previous = ""  # the last punctuation, to refuse comments
+        self.closing = ""  # a reasoning answer's "</answer>" as far as it is written
+        self.spaces = 0  # blanks written since the last lexeme
+
+    def copy(self) -> "Cursor":
+        other = Cursor.__new__(Cursor)
+        for name in Scopes.__slots__ + Cursor.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.frames = [f.copy() for f in self.frames]
+        return other
+
+    # -- the interface ----------------------------------------------------------------------------------------------
+
+    def feed(self, piece: str) -> "Cursor | None":
+        """The cursor after ``piece``, or None when no query can begin with the text so far and ``piece``."""
+        if not piece:
+            return self
+        other = self.copy()
+        try:
+            other.take(piece)
+        except Refused:
+            return None
+        return other
+
+    def can_end(self) -> bool:
+        """Whether the text so far is a whole query whose names all exist (the validator agrees)."""
+        if self.mode == "think":
+            return False
+        other = self.copy()
+        try:
+            other.finish()
+        except Refused:
+            return False
+        return self.check.valid(self.sql.strip())
+
+    # -- reading text -------------------------------------------------------------------------------------------------
+
+    def take(self, piece: str) -> None:
+        if self.mode == "think":
+            seen = self.tail + piece
+            at = seen.find(ANSWER_OPEN)
+            if at < 0:
+                self.tail = seen[-(len(ANSWER_OPEN) - 1):]
+                return
+            self.mode, self.tail = "sql", ""
+            piece = seen[at + len(ANSWER_OPEN):]
+        if self.check.reasoning:
+            piece = self.hold_closing(piece)
+        self.sql += piece
+        lexemes, self.tail = lex(self.tail + piece)
+        for lexeme in lexemes:
+            self.lexeme(lexeme)
+        if self.tail:
+            self.lookahead(self.tail[0])
+            self.partial(self.tail)
+
+    def hold_closing(self, piece: str) -> str:
+        """What of ``piece`` is SQL: a reasoning answer's text that may be the start of ``</answer>`` is held back
+        until the next piece says (the decoder cuts the whole tag as a stop string before it reaches here)."""
+        text, self.closing = self.closing + piece, ""
+        at = text.rfind("<")
+        if at >= 0 and ANSWER_CLOSE.startswith(text[at:]) and len(text) - at < len(ANSWER_CLOSE):
+            text, self.closing = text[:at], text[at:]
+        return text
+
+    def finish(self) -> None:
+        """The end of the text: the held word and the open lexeme are read as finished, every frame closed."""
+        if self.tail:
+            lexemes, rest = lex(self.tail + " ")
+            for lexeme in lexemes:
+                self.lexeme(lexeme)
+        self.lookahead(None)
+        if len(self.frames) != 1 or self.top.expect in ("table", "alias", "column", "label", "cte"):
+            raise Refused
+        self.end_scope(self.top)
+
+    def lexeme(self, lexeme: tuple) -> None:
+        kind, text = lexeme
+        if kind == "space":
+            self.previous = ""
+            self.spaces += len(text)
+            if self.spaces > MAX_SPACES:
+                raise Refused  # a model that can write nothing valid pads with blanks: it must write something
+            if self.held is not None and not (self.held[0] == "word" and self.held[1].lower() in FUNCTIONS):
+                self.lookahead(" ")  # "name (" and "T1 ." are not read: a word is what it is once a blank follows
+            return
+        self.spaces = 0
+        self.lookahead(text[0])
+        if kind in ("word", "quoted"):
+            self.held = lexeme
+            self.previous = ""
+            return
+        frame = self.top
+        if kind == "junk":
+            raise Refused  # a control character, an emoji: no part of a query outside a string
+        if kind == "punct":
+            self.punct(text)
+            frame.fresh = False
+            self.previous = text
+            return
+        if frame.expect in ("table", "column") or frame.kind == "query" and frame.clause in ("start", "compound"):
+            raise Refused  # a literal where a table, a column or SELECT must be
+        frame.fresh, self.previous = False, ""
+        if frame.expect != "alias-or-end":
+            frame.expect = "expr"
+
+    def lookahead(self, char: str | None) -> None:
+        """Say what the held word is, now that the next character is known."""
+        if self.held is None:
+            return
+        held, self.held = self.held, None
+        kind, text = held
+        self.word(text, kind == "quoted", char)
+
+    # -- punctuation --------------------------------------------------------------------------------------------------
+
+    def punct(self, char: str) -> None:
+        frame = self.top
+        if char in "-/*" and self.previous + char in ("--", "/*"):
+            raise Refused  # comments are no part of an answer
+        if frame.kind == "query" and frame.clause in ("start", "compound") and char != "(":
+            raise Refused
+        if frame.kind == "with" and char == ",":
+            frame.expect = "cte"
+            return
+        if char == "(":
+            in_from = frame.kind != "paren" and frame.expect == "table"
+            if in_from:
+                frame.expect = "alias-or-end"
+            self.frames.append(Frame("paren", in_from=in_from))
+            return
+        if char == ")":
+            self.close()
+            return
+        if frame.expect == "dot":
+            if char != ".":
+                raise Refused
+            frame.expect = "column"
+            return
+        if frame.expect == "column":
+            if char != "*":
+                raise Refused
+            frame.expect = "expr"
+            return
+        if frame.expect == "table":
+            raise Refused
+        if char == "," and frame.kind == "query" and frame.clause in ("from", "on"):
+            self.end_source(frame)
+            frame.clause, frame.expect = "from", "table"
+            return
+        if frame.expect in ("alias", "label", "alias-or-end"):
+            if frame.expect == "alias":
+                raise Refused
+            if frame.expect == "alias-or-end":
+                self.end_source(frame)
+            frame.expect = "expr"
+
+    def close(self) -> None:
+        if len(self.frames) == 1:
+            raise Refused
+        frame = self.top
+        if frame.kind == "query":
+            self.end_scope(frame)  # while its own sources are still in scope
+        self.frames.pop()
+        if frame.kind == "query":
+            if frame.derived:
+                self.top.expect = "alias-or-end"
+                self.top.table = DERIVED
+        elif frame.kind == "with":
+            raise Refused
+        elif frame.in_from:
+            raise Refused  # a parenthesised join is more than this tracker follows: not written by the models
+        if self.top.expect == "label":
+            self.top.expect = "expr"
+
+    # -- words --------------------------------------------------------------------------------------------------------
+
+    def word(self, text: str, quoted: bool, next_char: str | None) -> None:
+        frame = self.top
+        name = unquote(text).lower() if quoted else text.lower()
+        keyword = None if quoted else (name if name in KEYWORDS else None)
+        expect = frame.expect
+        frame.fresh = False if keyword != "select" else frame.fresh
+        if expect == "table":
+            if keyword is not None:
+                raise Refused
+            if name not in self.check.tables and name not in self.ctes:
+                raise Refused
+            frame.table, frame.expect = (DERIVED if name in self.ctes else name), "alias-or-end"
+            if frame.table == DERIVED:
+                frame.sources[name] = DERIVED
+            return
+        if expect == "alias":
+            if keyword is not None:
+                raise Refused
+            self.bind(frame, name, frame.table)
+            frame.table, frame.expect = None, "expr"
+            return
+        if expect == "alias-or-end":
+            if keyword is None or keyword not in FROM_ENDS and keyword != "as":
+                if keyword is not None:
+                    raise Refused
+                self.bind(frame, name, frame.table)
+                frame.table, frame.expect = None, "expr"
+                return
+            if keyword == "as":
+                frame.expect = "alias"
+                return
+            self.end_source(frame)
+            frame.expect = "expr"
+        if expect == "label":
+            self.query().labels |= {name}
+            frame.expect = "expr"
+            return
+        if expect == "column":
+            self.qualified(frame.qualifier, name)
+            frame.expect = "expr"
+            return
+        if expect == "cte":
+            if keyword is None:
+                self.ctes |= {name}
+                frame.expect = "expr"
+                return
+        if next_char == "(" and name in FUNCTIONS and not quoted:
+            return
+        if frame.kind == "query" and frame.clause in ("start", "compound") and keyword not in ("select", "with"):
+            raise Refused
+        if keyword is not None and next_char != ".":
+            self.keyword(keyword)
+            return
+        if next_char == ".":
+            self.qualify(name)
+            return
+        if next_char == "(" and not quoted:
+            raise Refused  # a function no engine here has
+        if name in SOFT_KEYWORDS and not quoted and not self.is_column(name):
+            return
+        self.unqualified(name, quoted and text.startswith('"'))
+
+    def keyword(self, word: str) -> None:
+        frame = self.top
+        if word == "select":
+            if frame.kind == "paren" and frame.fresh:
+                frame.kind, frame.derived = "query", frame.in_from
+            elif frame.kind == "with":
+                frame.kind = "query"
+            elif frame.kind != "query" or frame.clause not in ("start", "compound"):
+                raise Refused
+            frame.clause, frame.fresh = "select", False
+            return
+        if word == "with":
+            if frame.kind == "query" and frame.clause == "start":
+                frame.kind, frame.clause, frame.expect = "with", "with", "cte"
+                return
+            raise Refused
+        if frame.kind == "with":
+            if word in ("as", "recursive"):
+                return
+            raise Refused
+        if frame.kind != "query":
+            if word == "as":
+                frame.expect = "label"  # CAST(x AS type)
+            return
+        if word == "from":
+            if frame.clause != "select":
+                raise Refused
+            frame.clause, frame.expect = "from", "table"
+            return
+        if word in ("join",):
+            if frame.clause not in ("from", "on"):
+                raise Refused
+            frame.clause, frame.expect = "from", "table"
+            return
+        if word in ("inner", "left", "right", "full", "outer", "cross", "natural"):
+            if frame.clause not in ("from", "on"):
+                raise Refused
+            frame.clause = "from"
+            return
+        if word in ("on", "using"):
+            if frame.clause != "from":
+                raise Refused
+            frame.clause = "on"
+            return
+        if word == "as":
+            frame.expect = "label"
+            return
+        if word in ("where", "group", "having", "order", "limit", "offset", "window", "qualify"):
+            if frame.clause in ("start", "compound"):
+                raise Refused
+            if not frame.from_done:
+                self.end_from(frame)
+            frame.clause = word
+            return
+        if word in ("union", "intersect", "except"):
+            if frame.clause in ("start", "compound"):
+                raise Refused
+            self.end_scope(frame)
+            labels = frame.labels
+            fresh = Frame("query")
+            fresh.clause, fresh.labels, fresh.derived = "compound", labels, frame.derived
+            self.frames[-1] = fresh
+            return
+
+    # -- the unfinished lexeme ----------------------------------------------------------------------------------------
+
+    def partial(self, text: str) -> None:
+        """Refuse an unfinished lexeme that no allowed name begins with."""
+        first = text[0]
+        if first.isdigit() and self.top.expect in ("table", "column"):
+            return self.word_start(text.lower())  # a name may start with digits (18_49_Rating_Share)
+        if first in "'0123456789" or first == "." or first.isspace():
+            if self.top.expect in ("table", "column") and first != ".":
+                raise Refused
+            return
+        if first in "\"`[":
+            closer = "]" if first == "[" else first
+            body = (unquote(text) if len(text) > 1 and text.endswith(closer) else text[1:]).lower()
+            if first == '"' and self.top.expect not in ("table", "column"):
+                return  # a string, for SQLite and, normalised, DuckDB
+            if self.top.expect in ("alias", "alias-or-end", "label", "cte"):
+                return
+            return self.word_start(body)
+        return self.word_start(text.lower())
+
+    def word_start(self, prefix: str) -> None:
+        check, frame = self.check, self.top
+        expect = frame.expect
+        if expect == "table":
+            if not (check.tables.starts(prefix) or any(c.startswith(prefix) for c in self.ctes)):
+                raise Refused
+            return
+        if expect == "column":
+            table = self.outer_source(frame.qualifier)
+            if table == DERIVED:
+                return
+            tables = [table] if table is not None else self.query().pending.get(frame.qualifier, ())
+            if not any(check.columns[t].starts(prefix) for t in tables):
+                raise Refused
+            return
+        if expect in ("alias", "alias-or-end", "label", "cte"):
+            return
+        if frame.kind == "query" and frame.clause in ("start", "compound"):
+            if not ("select".startswith(prefix) or "with".startswith(prefix)):
+                raise Refused
+            return
+        if check.words.starts(prefix) or any(n.startswith(prefix) for f in self.frames for n in f.labels):
+            return
+        query = self.query()
+        if query.from_done:
+            for alias, table in self.sources_in_scope():
+                if alias.startswith(prefix) or table == DERIVED or check.columns[table].starts(prefix):
+                    return
+            raise Refused
+        if check.all_columns.starts(prefix) or check.tables.starts(prefix) or self.ctes:
+            return
+        if any(alias.startswith(prefix) for alias, _ in self.sources_in_scope()):
+            return
+        if not ALIAS_LIKE.fullmatch(prefix):
+            raise Refused
