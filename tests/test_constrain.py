@@ -90,7 +90,17 @@ def test_a_valid_query_can_be_written_piece_by_piece_and_can_end(shop, sql):
 REFUSED = [
     ("SELECT name FROM ", "customers_x"),  # no such table, letter by letter
     ("SELECT name FROM products WHERE ", "colour"),  # no table in scope has it
-    ("SELECT T1.city FROM products AS T1", " "),  # products has no city
+    ("SELECT T1.city FROM products AS ", "T1"),  # products has no city: T1 may not be products
+    ("SELECT T1.city FROM products AS ", "T1x"),  # nor may an alias glued on to it be written instead
+    ("SELECT first_name FROM orders ", "WHERE"),  # orders has no first_name: the FROM clause cannot end here
+    ("SELECT name FROM products WHERE price > 1 ", "AND AND "),  # AND needs something before it
+    ("SELECT name FROM products WHERE price ", "price "),  # two operands in a row
+    ("SELECT name FROM products ", "WHERE price > 1 WHERE "),  # each clause once, in order
+    ("SELECT name FROM products AS p ", "name "),  # after a table and its alias: JOIN, WHERE, a comma, ...
+    ("SELECT name FROM products WHERE ", "sum(price) > 1"),  # SQLite: misuse of aggregate
+    ("SELECT name FROM products WHERE ", "year(price)"),  # SQLite has no such function
+    ("SELECT first_name FROM customers JOIN orders ON customers.customer_id = orders.customer_id WHERE ",
+     "customer_id "),  # ambiguous: both tables have it
     ("SELECT T1.city, T1.", "price"),  # no table has both city and price
     ("SELECT T1.name FROM products AS T1 JOIN orders AS T2 ON T1.product_id = T2.", "product_id"),
     ("SELECT name FROM products AS p WHERE ", "q.price"),  # q is bound by no FROM
@@ -115,7 +125,8 @@ def test_an_alias_written_before_from_binds_only_to_a_table_with_its_columns(sho
     cursor = written(check, "SELECT T1.city, T2.name FROM ")
     assert cursor.feed("products AS T1 ") is None  # refused as soon as the alias is whole
     assert cursor.feed("customers AS T1 JOIN products AS T2 ") is not None
-    assert written(check, "SELECT T1.city FROM customers AS T2 WHERE").feed(" ") is None  # T1 was never bound
+    assert written(check, "SELECT T1.city FROM customers AS T2 ").feed("WHERE") is None  # T1 was never bound
+    assert written(check, "SELECT T1.city FROM customers AS T2 ").feed("JOIN customers AS T1 WHERE") is not None
 
 
 def test_a_query_ends_only_where_the_validator_passes_it(shop):

@@ -15,7 +15,7 @@ import llama_cpp as L
 
 #: The most tokens tried, from the most likely down, when the one sampled is refused. Past a few hundred, the tokens
 #: left hold almost no probability: a candidate that needs them is lost, and walking further only costs time.
-WALK = 512
+WALK = 2048
 
 
 def follows(decoder, sequence, token: int, stop, is_eog):

@@ -6,7 +6,8 @@ from functools import lru_cache
 
 from edge_sql.steps.constrain.cursor import Cursor
 from edge_sql.steps.constrain.scopes import Refused, Unknown
-from edge_sql.steps.constrain.words import FUNCTIONS, KEYWORDS, SOFT_KEYWORDS, Names
+from edge_sql.steps.constrain.words import FUNCTIONS, KEYWORDS, SOFT_KEYWORDS, SORTING, Names
+from edge_sql.steps.database import SQLITE_FUNCTIONS
 from edge_sql.steps.schema import Schema
 
 
@@ -26,7 +27,10 @@ class Check:
         self.columns = {t.name.lower(): Names(c.name for c in t.columns) for t in schema.tables}
         self.tables = Names(self.columns)
         self.all_columns = Names(c.name for t in schema.tables for c in t.columns)
-        self.words = Names(KEYWORDS | SOFT_KEYWORDS | FUNCTIONS)
+        # the functions the engine has: SQLite's are what its authorizer lets a query call
+        self.functions = SQLITE_FUNCTIONS | {"cast"} if schema.engine == "sqlite" else FUNCTIONS
+        self.words = Names(KEYWORDS | SOFT_KEYWORDS | self.functions)
+        self.keywords = Names(KEYWORDS | SORTING)  # what may follow a whole operand
         self.having = {}  # column -> the tables that have it
         for table, names in self.columns.items():
             for name in names.set:

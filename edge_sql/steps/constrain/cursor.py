@@ -3,11 +3,16 @@ and says where the answer may end."""
 
 from __future__ import annotations
 
-from edge_sql.steps.constrain.scopes import Frame, Refused, Scopes
-from edge_sql.steps.constrain.words import (ALIAS_LIKE, ANSWER_CLOSE, ANSWER_OPEN, DERIVED, FROM_ENDS, FUNCTIONS,
-                                            KEYWORDS, SOFT_KEYWORDS, lex, unquote)
+from edge_sql.steps.constrain.scopes import Frame, Refused, Scopes, Unknown
+from edge_sql.steps.constrain.words import (AGGREGATES, ALIAS_LIKE, ANSWER_CLOSE, ANSWER_OPEN, BINARY, BINARY_WORDS,
+                                            CLAUSES, DERIVED, FROM_ENDS, KEYWORDS, OPERAND_WORDS,
+                                            SORTING, SOFT_KEYWORDS, lex, unquote)
 
 
+#: Soft keywords that may stand outside a parenthesis (the others belong to a window's frame).
+SOFT_OUTSIDE = SORTING | frozenset("date time timestamp interval nocase binary rtrim".split())
+#: The keywords that end a FROM clause (and its ON conditions).
+ENDS_FROM = frozenset("where group having order limit offset union intersect except window qualify".split())
 #: The most blank characters in a row.
 MAX_SPACES = 12
 
@@ -106,7 +111,7 @@ class Cursor(Scopes):
             self.spaces += len(text)
             if self.spaces > MAX_SPACES:
                 raise Refused  # a model that can write nothing valid pads with blanks: it must write something
-            if self.held is not None and not (self.held[0] == "word" and self.held[1].lower() in FUNCTIONS):
+            if self.held is not None and not (self.held[0] == "word" and self.held[1].lower() in self.check.functions):
                 self.lookahead(" ")  # "name (" and "T1 ." are not read: a word is what it is once a blank follows
             return
         self.spaces = 0
@@ -123,11 +128,14 @@ class Cursor(Scopes):
             frame.fresh = False
             self.previous = text
             return
-        if frame.expect in ("table", "column") or frame.kind == "query" and frame.clause in ("start", "compound"):
-            raise Refused  # a literal where a table, a column or SELECT must be
+        if frame.expect not in ("expr", "label") or frame.kind == "query" and frame.clause in ("start", "compound"):
+            raise Refused  # a literal where a table, a column, an alias or SELECT must be
         frame.fresh, self.previous = False, ""
-        if frame.expect != "alias-or-end":
-            frame.expect = "expr"
+        if frame.expect == "label":
+            frame.expect, frame.named = "expr", True
+        else:
+            self.begin_operand(frame)
+        frame.operand = True
 
     def lookahead(self, char: str | None) -> None:
         """Say what the held word is, now that the next character is known."""
@@ -145,6 +153,8 @@ class Cursor(Scopes):
             raise Refused  # comments are no part of an answer
         if frame.kind == "query" and frame.clause in ("start", "compound") and char != "(":
             raise Refused
+        if char == ";":
+            return  # the statement's end (the decoder stops there): the end check judges what came before
         if frame.kind == "with" and char == ",":
             frame.expect = "cte"
             return
@@ -152,11 +162,16 @@ class Cursor(Scopes):
             in_from = frame.kind != "paren" and frame.expect == "table"
             if in_from:
                 frame.expect = "alias-or-end"
+            elif frame.operand or frame.expect != "expr":
+                raise Refused  # "x (": a parenthesis after a whole operand
             self.frames.append(Frame("paren", in_from=in_from))
             return
         if char == ")":
             self.close()
             return
+        if frame.expect in ("source-end", "by"):
+            if char != "," or frame.expect == "by":
+                raise Refused
         if frame.expect == "dot":
             if char != ".":
                 raise Refused
@@ -165,20 +180,30 @@ class Cursor(Scopes):
         if frame.expect == "column":
             if char != "*":
                 raise Refused
-            frame.expect = "expr"
+            frame.expect, frame.operand = "expr", True
             return
-        if frame.expect == "table":
+        if frame.expect in ("table", "alias"):
             raise Refused
         if char == "," and frame.kind == "query" and frame.clause in ("from", "on"):
             self.end_source(frame)
-            frame.clause, frame.expect = "from", "table"
+            frame.clause, frame.expect, frame.operand = "from", "table", False
             return
-        if frame.expect in ("alias", "label", "alias-or-end"):
-            if frame.expect == "alias":
-                raise Refused
+        if frame.expect in ("label", "alias-or-end"):
             if frame.expect == "alias-or-end":
+                if char != ",":
+                    raise Refused
                 self.end_source(frame)
             frame.expect = "expr"
+        if char == ",":
+            frame.operand = frame.named = False
+        elif char == "*" and not frame.operand:
+            frame.operand = True  # SELECT *, count(*)
+        elif char in BINARY or char == "*":
+            if not frame.operand:
+                raise Refused  # "WHERE = 5": an operator needs an operand before it
+            frame.operand = False
+        else:  # + - ~ (unary or binary), : ?
+            frame.operand = False
 
     def close(self) -> None:
         if len(self.frames) == 1:
@@ -197,6 +222,8 @@ class Cursor(Scopes):
             raise Refused  # a parenthesised join is more than this tracker follows: not written by the models
         if self.top.expect == "label":
             self.top.expect = "expr"
+        if not frame.derived:
+            self.top.operand = True  # a call, a parenthesised expression, a subquery: one operand
 
     # -- words --------------------------------------------------------------------------------------------------------
 
@@ -207,8 +234,8 @@ class Cursor(Scopes):
         expect = frame.expect
         frame.fresh = False if keyword != "select" else frame.fresh
         if expect == "table":
-            if keyword is not None:
-                raise Refused
+            if keyword is not None or next_char == ".":
+                raise Refused  # a keyword, or a schema's name (main.t): models write neither here
             if name not in self.check.tables and name not in self.ctes:
                 raise Refused
             frame.table, frame.expect = (DERIVED if name in self.ctes else name), "alias-or-end"
@@ -218,35 +245,47 @@ class Cursor(Scopes):
         if expect == "alias":
             if keyword is not None:
                 raise Refused
+            self.check_alias(frame, name, implicit=False)
             self.bind(frame, name, frame.table)
-            frame.table, frame.expect = None, "expr"
+            frame.table, frame.expect = None, "source-end"
             return
         if expect == "alias-or-end":
             if keyword is None or keyword not in FROM_ENDS and keyword != "as":
                 if keyword is not None:
                     raise Refused
+                self.check_alias(frame, name, implicit=True)
                 self.bind(frame, name, frame.table)
-                frame.table, frame.expect = None, "expr"
+                frame.table, frame.expect = None, "source-end"
                 return
             if keyword == "as":
                 frame.expect = "alias"
                 return
             self.end_source(frame)
             frame.expect = "expr"
+        if expect == "source-end":
+            if keyword not in FROM_ENDS:
+                raise Refused  # after a table and its alias: JOIN, ON, WHERE, ... or a comma
+            frame.expect = "expr"
+        if expect == "by":
+            if keyword != "by":
+                raise Refused
+            frame.expect = "expr"
+            return
         if expect == "label":
             self.query().labels |= {name}
-            frame.expect = "expr"
+            frame.expect, frame.operand, frame.named = "expr", True, True
             return
         if expect == "column":
             self.qualified(frame.qualifier, name)
-            frame.expect = "expr"
+            frame.expect, frame.operand = "expr", True
             return
         if expect == "cte":
             if keyword is None:
                 self.ctes |= {name}
                 frame.expect = "expr"
                 return
-        if next_char == "(" and name in FUNCTIONS and not quoted:
+        if next_char == "(" and name in self.check.functions and not quoted:
+            self.call(frame, name)
             return
         if frame.kind == "query" and frame.clause in ("start", "compound") and keyword not in ("select", "with"):
             raise Refused
@@ -254,16 +293,38 @@ class Cursor(Scopes):
             self.keyword(keyword)
             return
         if next_char == ".":
+            self.begin_operand(frame)
             self.qualify(name)
             return
         if next_char == "(" and not quoted:
             raise Refused  # a function no engine here has
         if name in SOFT_KEYWORDS and not quoted and not self.is_column(name):
-            return
+            if frame.kind == "paren" or (name in SORTING) == frame.operand and name in SOFT_OUTSIDE:
+                return  # a window's frame; NULLS LAST after an operand; DATE '…', COLLATE NOCASE before one
+            raise Refused
+        if self.begin_operand(frame, name):
+            return  # the select item's name, without AS
         self.unqualified(name, quoted and text.startswith('"'))
+        frame.operand = True
 
     def keyword(self, word: str) -> None:
         frame = self.top
+        if word in OPERAND_WORDS:
+            self.begin_operand(frame)
+            frame.operand = True
+            return
+        if word in ("asc", "desc", "end"):
+            if not frame.operand:
+                raise Refused
+            return
+        if word in BINARY_WORDS:
+            if not frame.operand:
+                raise Refused  # "WHERE AND x": nothing before it
+        elif word in ("exists", "case"):
+            self.begin_operand(frame)
+        if word == "not":
+            return  # "x NOT IN", "NOT x": what comes before stays as it was
+        frame.operand = False
         if word == "select":
             if frame.kind == "paren" and frame.fresh:
                 frame.kind, frame.derived = "query", frame.in_from
@@ -305,16 +366,21 @@ class Cursor(Scopes):
             if frame.clause != "from":
                 raise Refused
             frame.clause = "on"
+            frame.using = frame.using or word == "using"
             return
+        if word == "natural":
+            frame.using = True
         if word == "as":
             frame.expect = "label"
             return
-        if word in ("where", "group", "having", "order", "limit", "offset", "window", "qualify"):
-            if frame.clause in ("start", "compound"):
-                raise Refused
+        if word in CLAUSES:
+            if frame.clause in ("start", "compound") or CLAUSES[word] <= CLAUSES.get(frame.clause, 0):
+                raise Refused  # each clause once, in SQL's order
             if not frame.from_done:
                 self.end_from(frame)
             frame.clause = word
+            if word in ("group", "order"):
+                frame.expect = "by"
             return
         if word in ("union", "intersect", "except"):
             if frame.clause in ("start", "compound"):
@@ -326,16 +392,56 @@ class Cursor(Scopes):
             self.frames[-1] = fresh
             return
 
+    def begin_operand(self, frame: Frame, name: str | None = None) -> bool:
+        """An operand begins here: refused right after another one, except a select item's name written without AS
+        (``count(*) total``), a bare word; True when ``name`` is that name."""
+        if not frame.operand:
+            return False
+        if name is not None and frame.kind == "query" and frame.clause == "select" and not frame.named:
+            frame.labels |= {name}
+            frame.named = True
+            return True
+        raise Refused
+
+    def call(self, frame: Frame, name: str) -> None:
+        """``name(`` is a function call: one the engine has, and no aggregate where SQLite refuses one."""
+        self.begin_operand(frame)
+        if name in AGGREGATES and self.query().clause in ("where", "on", "group"):
+            raise Refused  # "misuse of aggregate"
+
+    def from_can_end(self) -> None:
+        """Refuse the keyword that would end a FROM clause that cannot end here (an alias not bound yet, a column no
+        table in it has): written, it would leave the candidate no way on."""
+        other = self.copy()
+        query = other.query()
+        if other.top is not query:
+            return
+        if query.expect == "alias-or-end" and query.table is not None:
+            other.end_source(query)
+        other.end_from(query)
+
+    def check_alias(self, frame: Frame, alias: str, implicit: bool) -> None:
+        """An alias that a model wrote by gluing on to a refused one (``T2`` was refused: ``T2_1``, ``T2on``) or to
+        the keyword after it (``WHEREage``, ``GROUPING``) is refused too: the way out is a different name."""
+        if any(alias != q and alias.startswith(q) for q in frame.pending):
+            raise Refused
+        if implicit and (any(alias != k and alias.startswith(k) for k in FROM_ENDS) or not ALIAS_LIKE.fullmatch(alias)):
+            raise Refused  # an alias without AS is short (FROM singer s): a long word there is a keyword misspelt
+        if alias in frame.sources:
+            raise Unknown(alias, f"alias already used: {alias}")
+
     # -- the unfinished lexeme ----------------------------------------------------------------------------------------
 
     def partial(self, text: str) -> None:
         """Refuse an unfinished lexeme that no allowed name begins with."""
-        first = text[0]
-        if first.isdigit() and self.top.expect in ("table", "column"):
+        first, frame = text[0], self.top
+        if first in "<>!|=:":
+            return  # an operator, judged when it is whole
+        if first.isdigit() and frame.expect in ("table", "column"):
             return self.word_start(text.lower())  # a name may start with digits (18_49_Rating_Share)
         if first in "'0123456789" or first == "." or first.isspace():
-            if self.top.expect in ("table", "column") and first != ".":
-                raise Refused
+            if first != "." and (frame.expect not in ("expr", "label") or frame.expect == "expr" and frame.operand):
+                raise Refused  # a literal where a name must be, or right after an operand
             return
         if first in "\"`[":
             closer = "]" if first == "[" else first
@@ -350,6 +456,10 @@ class Cursor(Scopes):
     def word_start(self, prefix: str) -> None:
         check, frame = self.check, self.top
         expect = frame.expect
+        if prefix in ENDS_FROM and expect in ("alias-or-end", "source-end", "expr") and not self.query().from_done:
+            self.from_can_end()
+        if expect in ("alias", "alias-or-end") and prefix in frame.pending and frame.table not in frame.pending[prefix]:
+            raise Refused  # the alias a column was written with, on a table without it: see check_alias
         if expect == "table":
             if not (check.tables.starts(prefix) or any(c.startswith(prefix) for c in self.ctes)):
                 raise Refused
@@ -362,11 +472,29 @@ class Cursor(Scopes):
             if not any(check.columns[t].starts(prefix) for t in tables):
                 raise Refused
             return
-        if expect in ("alias", "alias-or-end", "label", "cte"):
+        if expect in ("alias", "alias-or-end"):
+            if any(prefix != q and prefix.startswith(q) for q in frame.pending) or expect == "alias-or-end" and (
+                    any(prefix != k and prefix.startswith(k) for k in FROM_ENDS) or not ALIAS_LIKE.fullmatch(prefix)
+                    and not any(k.startswith(prefix) for k in FROM_ENDS | {"as"})):
+                raise Refused  # see check_alias
+            return
+        if expect in ("label", "cte"):
+            return
+        if expect == "by":
+            if not "by".startswith(prefix):
+                raise Refused
+            return
+        if expect == "source-end":
+            if not any(k.startswith(prefix) for k in FROM_ENDS):
+                raise Refused
             return
         if frame.kind == "query" and frame.clause in ("start", "compound"):
             if not ("select".startswith(prefix) or "with".startswith(prefix)):
                 raise Refused
+            return
+        if frame.operand and not (frame.kind == "query" and frame.clause == "select" and not frame.named):
+            if not check.keywords.starts(prefix):
+                raise Refused  # after a whole operand: an operator or a keyword, not another name
             return
         if check.words.starts(prefix) or any(n.startswith(prefix) for f in self.frames for n in f.labels):
             return

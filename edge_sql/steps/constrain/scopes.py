@@ -23,12 +23,12 @@ class Frame:
     """One level of the query: a SELECT (``query``), a parenthesis (``paren``), or a WITH list (``with``)."""
 
     __slots__ = ("kind", "clause", "expect", "sources", "pending", "unresolved", "labels", "table", "qualifier",
-                 "from_done", "derived", "fresh", "in_from")
+                 "from_done", "derived", "fresh", "in_from", "operand", "named", "using")
 
     def __init__(self, kind: str, in_from: bool = False):
         self.kind = kind
         self.clause = "start"
-        self.expect = "expr"  # expr | table | alias | alias-or-end | label | column | cte
+        self.expect = "expr"  # expr | table | alias | alias-or-end | source-end | label | dot | column | by | cte
         self.sources: dict[str, str] = {}  # alias -> table ("" for a derived table)
         self.pending: dict[str, frozenset] = {}  # qualifier not bound yet -> the tables it could still be
         self.unresolved: tuple = ()  # unqualified columns written before FROM
@@ -39,6 +39,9 @@ class Frame:
         self.derived = False  # a subquery in FROM
         self.fresh = True  # a parenthesis with nothing in it yet
         self.in_from = in_from
+        self.operand = False  # the last thing written here is a whole operand: an operator or a keyword comes next
+        self.named = False  # this select item has its name (``expr AS name``, or ``expr name``)
+        self.using = False  # a USING or NATURAL join: a column both tables have is not ambiguous
 
     def copy(self) -> "Frame":
         other = Frame.__new__(Frame)
@@ -98,6 +101,8 @@ class Scopes:
         for name in frame.unresolved:
             if not self.in_scope(name):
                 raise Unknown(name, f"no table in scope has a column {name}")
+            if self.ambiguous(name):
+                raise Unknown(name, f"ambiguous column name: {name} (more than one table in scope has it)")
         frame.pending, frame.unresolved = {}, ()
 
     def end_scope(self, frame: Frame) -> None:
@@ -119,6 +124,18 @@ class Scopes:
 
     def is_column(self, name: str) -> bool:
         return name in self.check.all_columns
+
+    def ambiguous(self, name: str) -> bool:
+        """Whether two tables of the innermost SELECT that has ``name`` have it (SQLite: "ambiguous column name")."""
+        for frame in reversed(self.frames):
+            if frame.kind != "query":
+                continue
+            if name in frame.labels:
+                return False
+            having = [t for t in frame.sources.values() if t == DERIVED or name in self.check.columns[t]]
+            if having:
+                return len(having) > 1 and DERIVED not in having and not frame.using
+        return False
 
     def in_scope(self, name: str) -> bool:
         """Whether ``name`` is a column of a table in scope, or an ``AS`` name."""
@@ -162,6 +179,8 @@ class Scopes:
         if query.from_done:
             if not self.in_scope(name) and not may_be_string:
                 raise Unknown(name, f"no table in scope has a column {name}")
+            if self.ambiguous(name):
+                raise Unknown(name, f"ambiguous column name: {name} (more than one table in scope has it)")
             return
         if self.in_scope(name) or may_be_string:
             return

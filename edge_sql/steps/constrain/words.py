@@ -18,6 +18,8 @@ SOFT_KEYWORDS = frozenset("""
     nocase rtrim binary nulls first last rows range groups preceding following unbounded current row interval
     similar to any some date time timestamp within ties exclude others no
     """.split())
+#: Soft keywords that follow an operand (ORDER BY x DESC NULLS LAST).
+SORTING = frozenset("nulls first last".split())
 #: Words that end a FROM source (or its alias).
 FROM_ENDS = frozenset("""
     on using join inner left right full outer cross natural where group having order limit offset union intersect
@@ -37,6 +39,17 @@ FUNCTIONS = frozenset("""
     current_time current_timestamp now today row_number rank dense_rank ntile lag lead first_value last_value
     nth_value percent_rank cume_dist likely unlikely likelihood random
     """.split())
+#: Aggregates: SQLite refuses them in WHERE, ON and GROUP BY ("misuse of aggregate").
+AGGREGATES = frozenset("count sum avg total group_concat string_agg array_agg list median mode".split())
+#: Keywords that are an operand by themselves.
+OPERAND_WORDS = frozenset("null true false".split())
+#: Keywords that stand between two operands (``x IN …``, ``a AND b``): something must come before them.
+BINARY_WORDS = frozenset("in is like glob ilike regexp between and or collate escape".split())
+#: Operators that stand between two operands (``*`` is also ``SELECT *``).
+BINARY = frozenset("= < > <= >= <> != == || / % :: & | ^".split())
+#: The clauses of a SELECT, in the order SQL writes them (ON belongs to FROM).
+CLAUSES = {"select": 0, "from": 1, "on": 1, "where": 2, "group": 3, "having": 4, "window": 5, "qualify": 6,
+           "order": 7, "limit": 8, "offset": 9}
 #: An alias written before the FROM clause that binds it (``SELECT T1.name FROM …``) must look like one: a few letters
 #: and digits, or the name of a table. Past FROM, aliases are known exactly.
 ALIAS_LIKE = re.compile(r"[a-z_]{1,3}[0-9]{0,3}")
@@ -97,8 +110,9 @@ def lex(text: str) -> tuple[tuple, str]:
         end = match.end()
         if kind == "junk" and text[at] in "'\"`[":
             return tuple(lexemes), text[at:]  # a string or a name not closed yet
-        if end == len(text) and kind in ("string", "quoted", "number", "word"):
-            return tuple(lexemes), text[at:]
+        if end == len(text) and (kind in ("string", "quoted", "number", "word") or text[at:] in ("<", ">", "!", "|",
+                                                                                              "=", ":")):
+            return tuple(lexemes), text[at:]  # it may go on: a longer word, "<" of "<=", "!" of "!="
         lexemes.append((kind, match.group()))
         at = end
     return tuple(lexemes), ""
