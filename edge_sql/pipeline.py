@@ -309,7 +309,8 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
 
             note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
             cut = not samples or (remedies.prune == "auto" and size_of(schema) != size_of(db.schema))
-            check = check_for(schema, prompt) if remedies.constrain else None
+            # a model server cannot run a check per token: its candidates are judged once written, as without it
+            check = check_for(schema, prompt) if remedies.constrain and getattr(model, "checks", False) else None
             return View(schema, rendered, prompt, grammar, check, context, note, cut, hints)
     room = f"the model's context leaves {budget:,}" if budget > 0 else (
         f"the model's context ({model.context_length:,} tokens) has no room beside the {max_tokens} tokens of the answer")

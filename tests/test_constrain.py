@@ -271,3 +271,25 @@ def test_ask_checks_by_default_and_no_constrain_turns_it_off(scripted):
     assert "colour" not in result.stdout + result.stderr  # what it wrote instead is noise: a model's last resort
     result, answer = ask_json("--db", db, "--model", str(right), "Which products?", "--no-grammar")
     assert result.exit_code == 0 and answer["sql"] == "SELECT name FROM products"
+
+
+def test_the_config_file_and_the_flag_switch_the_check(scripted, tmp_path, monkeypatch):
+    wrong, _ = scripted
+    db = str(EXAMPLES / "shop.sqlite")
+    config = tmp_path / "config.toml"
+    config.write_text("constrain = false\ngrammar = false\n")
+    monkeypatch.setenv("EDGESQL_CONFIG", str(config))
+    assert f"constrain = False  ({config})" in runner.invoke(app, ["config", "show"]).stdout
+    result, _ = ask_json("--db", db, "--model", str(wrong), "Which products?")
+    assert result.exit_code == 5 and "colour" in result.stdout  # unchecked: the model wrote what it wrote
+    result, _ = ask_json("--db", db, "--model", str(wrong), "Which products?", "--constrain")
+    assert "colour" not in result.stdout + result.stderr
+
+
+def test_a_model_that_cannot_check_is_asked_without_the_check(fake_model):
+    """A model server (or any model without ``checks``) gets no check: its candidates are judged once written. (The
+    fake model's ``sample`` takes no ``check``: passed one, it would fail.)"""
+    fake_model("SELECT name FROM products")
+    result, answer = ask_json("--db", str(EXAMPLES / "shop.sqlite"), "--model", "fake", "Names?", "--constrain",
+                              "--show-candidates")
+    assert result.exit_code == 0 and answer["sql"] == "SELECT name FROM products"

@@ -424,3 +424,19 @@ def test_the_shared_data_loads_as_spider():
     dataset = load_dataset(SPIDER)
     assert dataset.layout == "spider" and len(dataset.examples) == 493
     assert all(e.db_path.is_file() and e.sql for e in dataset.examples)
+
+
+def test_a_prediction_is_read_only_as_far_as_it_could_still_match(tmp_path):
+    """A cross join of three tables would fill the memory if read whole: scoring reads one row more than the gold
+    result has, which is enough to know it does not match."""
+    from edge_sql.eval.metric import fetch
+    from edge_sql.eval.scoring import score
+
+    db = tmp_path / "big.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE n (i INTEGER)")
+        connection.executemany("INSERT INTO n VALUES (?)", [(i,) for i in range(1000)])
+    cross = "SELECT a.i, b.i, c.i FROM n AS a, n AS b, n AS c"  # a billion rows
+    assert len(fetch(db, cross, limit=3)) == 4
+    assert score("SELECT i FROM n WHERE i < 3", cross, [db]) is False
+    assert score("SELECT i FROM n WHERE i < 3", "SELECT i FROM n ORDER BY i LIMIT 3", [db]) is True

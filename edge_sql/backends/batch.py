@@ -215,7 +215,7 @@ class BatchDecoder:
                check=None):
         """One completion per temperature; candidate i is seeded with ``seed + i``.
 
-        Returns ``(text, logprob, tokens, stopped)`` for each. ``on_finish(i, text)`` is called as each candidate
+        Returns ``(text, logprob, tokens, stopped, refused)`` for each (refused: the tokens the check refused). ``on_finish(i, text)`` is called as each candidate
         ends; when it returns True the candidates still running are stopped (``stopped`` is True for them).
         ``grammar`` (GBNF text, checked by ``grammar.check_grammar`` first) constrains every candidate; so does
         ``check`` (a ``constrain.Check``: every candidate may only write a query over the schema's names).
@@ -290,7 +290,7 @@ class BatchDecoder:
         for sequence in sequences:
             if not sequence.done:
                 sequence.text = sequence.data.decode("utf-8", "ignore")
-            results.append((sequence.text, sequence.logprob, len(sequence.tokens), sequence.stopped))
+            results.append((sequence.text, sequence.logprob, len(sequence.tokens), sequence.stopped, sequence.refused))
         return results
 
     def step(self, sequence: Sequence, stop, is_eog, max_tokens) -> None:

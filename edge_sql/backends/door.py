@@ -36,6 +36,7 @@ class Completion:
     logprob: float = 0.0
     tokens: int = 0
     stopped: bool = False  # cut short: enough other candidates had already agreed
+    refused: int = 0  # tokens the schema check refused (it wrote the next most likely allowed one instead)
 
 
 class Model(Protocol):

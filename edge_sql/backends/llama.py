@@ -158,9 +158,9 @@ class LlamaModel:
         for start in range(0, len(temperatures), group):
             chunk = list(temperatures[start: start + group])
             finish = None if on_finish is None else (lambda i, text, start=start: on_finish(start + i, text))
-            for text, logprob, count, stopped in decoder.sample(tokens, chunk, seed + start, max_tokens, stop,
-                                                                self.is_eog, finish, grammar, check):
-                completions.append(Completion(text, logprob, count, stopped))
+            for text, logprob, count, stopped, refused in decoder.sample(tokens, chunk, seed + start, max_tokens,
+                                                                         stop, self.is_eog, finish, grammar, check):
+                completions.append(Completion(text, logprob, count, stopped, refused))
             if any(c.stopped for c in completions) or len(completions) < start + len(chunk):
                 break
         self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds)

@@ -102,10 +102,11 @@ def order_matters(gold_rewritten: str) -> bool:
     return "order by" in gold_rewritten.lower()
 
 
-def fetch(path: Path, sql: str, timeout: float = SCORE_TIMEOUT) -> list[tuple]:
+def fetch(path: Path, sql: str, timeout: float = SCORE_TIMEOUT, limit: int | None = None) -> list[tuple]:
     """Every row of ``sql`` on the SQLite file ``path``, read as the official evaluator reads it (text decoded as
     UTF-8 with bad bytes dropped, ``YEAR(CURDATE())`` as 2020), on a read-only connection; :class:`QueryFailed` if
-    the query fails or runs past ``timeout`` seconds."""
+    the query fails or runs past ``timeout`` seconds. With ``limit``, at most ``limit + 1`` rows: a prediction
+    with more rows than the gold result cannot match it, and a cross join of three tables would fill the memory."""
     sql = CURRENT_YEAR.sub("2020", sql)
     try:
         connection = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
@@ -116,7 +117,13 @@ def fetch(path: Path, sql: str, timeout: float = SCORE_TIMEOUT) -> list[tuple]:
     connection.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
     try:
         connection.execute("PRAGMA query_only = 1")
-        return connection.execute(sql).fetchall()
+        cursor = connection.execute(sql)
+        if limit is None:
+            return cursor.fetchall()
+        rows = []
+        while len(rows) <= limit and (chunk := cursor.fetchmany(min(10_000, limit + 1 - len(rows)) or 1)):
+            rows.extend(chunk)
+        return rows
     except Exception as error:  # the official evaluator counts any exception (sqlite3.Warning is not an Error)
         if time.monotonic() > deadline:
             raise QueryFailed(f"ran past the {timeout:g} s time limit") from None

@@ -20,12 +20,13 @@ MAX_SCORED_ROWS = 1_000_000
 
 
 
-def run_for_score(path: Path, sql: str, open_db: Callable) -> list[tuple]:
-    """Every row of ``sql`` on ``path``: SQLite as the official evaluator reads it; DuckDB on the run's own read-only,
-    locked-down connection from ``open_db(path)`` (DuckDB allows one configuration of a file per process)."""
+def run_for_score(path: Path, sql: str, open_db: Callable, limit: int | None = None) -> list[tuple]:
+    """Every row of ``sql`` on ``path`` (at most ``limit + 1`` of them, with ``limit``): SQLite as the official
+    evaluator reads it; DuckDB on the run's own read-only, locked-down connection from ``open_db(path)`` (DuckDB
+    allows one configuration of a file per process)."""
     try:
         if detect_engine(path) == "sqlite":
-            return fetch(path, sql)
+            return fetch(path, sql, limit=limit)
         result = execute(open_db(path), sql, max_rows=MAX_SCORED_ROWS, timeout=SCORE_TIMEOUT)
     except (DatabaseError, QueryFailed) as error:
         raise QueryFailed(str(error)) from None
@@ -61,7 +62,8 @@ def is_right(line: str, gold: Gold, metric: str, open_db: Callable) -> tuple[boo
     sql = rewrite(line, predicted=True) if metric == "spider" else line
     for path, gold_rows in gold.results:
         try:
-            rows = run_for_score(path, sql, open_db)
+            # Spider's rule: more rows than the gold result cannot match (BIRD compares sets: it reads them all)
+            rows = run_for_score(path, sql, open_db, limit=len(gold_rows) if metric == "spider" else None)
         except QueryFailed as error:
             return False, str(error)
         same = set_match(gold_rows, rows) if metric == "bird" else results_match(gold_rows, rows, ordered=gold.ordered)

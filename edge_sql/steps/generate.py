@@ -86,6 +86,7 @@ class Candidate:
     tokens: int = 0
     stopped: bool = False  # cut short because a majority of the others already agreed
     unfinished: bool = False  # its token budget ran out inside its think block: it never answered
+    refused: int = 0  # tokens the schema check refused while it was written
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def candidate_of(prompt: Prompt, completion: Completion) -> Candidate:
     reasoning answer ran out of tokens before it answered."""
     answer = prompt.prefix + completion.text
     return Candidate(text=completion.text, sql=clean_sql(answer), logprob=completion.logprob, tokens=completion.tokens,
-                     stopped=completion.stopped, unfinished=bool(prompt.reasoning) and unfinished(answer))
+                     stopped=completion.stopped, unfinished=bool(prompt.reasoning) and unfinished(answer),
+                     refused=completion.refused)
 
 
 def clean_sql(text: str) -> str:
