@@ -37,21 +37,14 @@ class Clauses(Scopes):
             if frame.table == DERIVED:
                 frame.sources[name] = DERIVED
             return
-        if expect == "alias":
+        if expect == "alias" or expect == "alias-or-end" and keyword not in FROM_ENDS | {"as"}:
             if keyword is not None:
                 raise Refused
-            self.check_alias(frame, name, implicit=False)
+            self.check_alias(frame, name, implicit=expect == "alias-or-end")
             self.bind(frame, name, frame.table)
             frame.table, frame.expect = None, "source-end"
             return
         if expect == "alias-or-end":
-            if keyword is None or keyword not in FROM_ENDS and keyword != "as":
-                if keyword is not None:
-                    raise Refused
-                self.check_alias(frame, name, implicit=True)
-                self.bind(frame, name, frame.table)
-                frame.table, frame.expect = None, "source-end"
-                return
             if keyword == "as":
                 frame.expect = "alias"
                 return
