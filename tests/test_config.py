@@ -106,8 +106,8 @@ def test_a_presets_remedies_apply_unless_a_flag_or_the_config_file_sets_them(con
     assert not grammar_used("--no-grammar")
 
 
-def test_the_shipped_sql_model_recommends_no_grammar():
+def test_the_shipped_sql_model_recommends_the_check_and_no_grammar():
     from edge_sql.preset import get_preset
 
-    assert get_preset("smollm2-135m-sql").remedies == {"grammar": False}
+    assert get_preset("smollm2-135m-sql").remedies == {"constrain": True, "grammar": False}
     assert get_preset("smollm2-135m").remedies == {}
