@@ -85,7 +85,7 @@ def main() -> None:
                 row["generate"] += deliberation.timings.get("generate", 0.0)
                 cost = model.last_cost
                 row["check"] += cost.check_seconds if cost else 0.0
-                row["refused"] += model.decoder().refused if hasattr(model, "decoder") else 0
+                row["refused"] += sum(e.candidate.refused for e in deliberation.entries)
                 row["valid"] += sum(e.result is not None for e in deliberation.entries)
                 row["all"] += len(deliberation.entries)
         print(f"  {index + 1}/{len(items)}", end="\r", flush=True)

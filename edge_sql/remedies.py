@@ -11,7 +11,7 @@ class Remedies:
     """What the pipeline does beyond sample-and-vote to make a small model right more often; each is switchable and
     measured (README, "What makes a small model right more often").
 
-    - ``constrain``: check every token as it is decoded (``steps/constrain.py``): a candidate can only go on
+    - ``constrain``: check every token as it is decoded (``steps/constrain``): a candidate can only go on
       writing a query whose tables, aliases and columns exist, each column on a table that has it, and can only
       end where the whole query passes validation;
     - ``grammar``: decode under a GBNF grammar built from the schema, so candidates can only name real tables and

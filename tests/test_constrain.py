@@ -253,13 +253,14 @@ def test_the_decoder_refuses_the_token_the_check_refuses_and_leaves_a_valid_scri
     model = load_model(str(wrong), threads=1)
     assert [c.text for c in model.sample(prompt.text, [0.0, 0.9], **options)] == ["SELECT colour FROM products"] * 2
     checked = model.sample(prompt.text, [0.0, 0.9], check=check, **options)
-    assert model.decoder().refused >= 2
+    assert all(completion.refused >= 1 for completion in checked)
     for completion in checked:  # what it writes instead is noise (this model knows nothing else), cut by its budget
         assert completion.text.startswith("SELECT ") and "colour" not in completion.text
     model = load_model(str(right), threads=1)
-    assert [c.text for c in model.sample(prompt.text, [0.0, 0.9], check=check, **options)] == \
-        [c.text for c in model.sample(prompt.text, [0.0, 0.9], **options)] == ["SELECT name FROM products"] * 2
-    assert model.decoder().refused == 0
+    checked = model.sample(prompt.text, [0.0, 0.9], check=check, **options)
+    assert [c.text for c in checked] == [c.text for c in model.sample(prompt.text, [0.0, 0.9], **options)] == \
+        ["SELECT name FROM products"] * 2
+    assert [c.refused for c in checked] == [0, 0]
 
 
 def test_ask_checks_by_default_and_no_constrain_turns_it_off(scripted):

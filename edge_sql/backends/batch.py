@@ -11,7 +11,7 @@ own common sampler does it) samples from the unconstrained chain, checks only th
 applies the grammar to the whole vocabulary and samples again only when it is refused; ``"chain"`` puts the grammar
 first in the chain, over every candidate at every step. Greedy candidates are the same either way.
 
-With a schema check (``steps/constrain.py``, PICARD's idea), the token sampled is tested first; only when the check
+With a schema check (``steps/constrain``, PICARD's idea), the token sampled is tested first; only when the check
 refuses it are the next most likely tokens tested, in order of their logits (for a greedy candidate, until one is
 allowed; for a sampled one, every token its own chain could still pick), and the sequence's chain picks among those
 allowed. A sequence whose most likely tokens are all refused (``checking.WALK``) ends where it is.
@@ -59,7 +59,7 @@ class Sequence:
     text: str = ""
     grammar: object = None  # this sequence's grammar state, when it is checked outside the chain
     resampled: int = 0  # tokens the grammar refused, sampled again from the constrained vocabulary
-    cursor: object = None  # what the schema check (``steps/constrain.py``) made of this sequence's text so far
+    cursor: object = None  # what the schema check (``steps/constrain``) made of this sequence's text so far
     refused: int = 0  # tokens the schema check refused
     greedy: bool = False
 
@@ -105,7 +105,6 @@ class BatchDecoder:
         self.token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self.one = (L.llama_token_data * 1)()  # a single token, to ask the grammar about it
         self.texts: dict[int, str] = {}  # token -> its text, for the schema check
-        self.refused = 0  # tokens the schema check refused in the last sample()
         self.check_seconds = 0.0  # time the schema check took, since the owner last reset it
 
     def close(self) -> None:
@@ -215,8 +214,8 @@ class BatchDecoder:
                check=None):
         """One completion per temperature; candidate i is seeded with ``seed + i``.
 
-        Returns ``(text, logprob, tokens, stopped, refused)`` for each (refused: the tokens the check refused). ``on_finish(i, text)`` is called as each candidate
-        ends; when it returns True the candidates still running are stopped (``stopped`` is True for them).
+        Returns ``(text, logprob, tokens, stopped, refused)`` for each (refused: the tokens the check refused).
+        ``on_finish(i, text)`` is called as each candidate ends; when it returns True the candidates still running are stopped (``stopped`` is True for them).
         ``grammar`` (GBNF text, checked by ``grammar.check_grammar`` first) constrains every candidate; so does
         ``check`` (a ``constrain.Check``: every candidate may only write a query over the schema's names).
         """
@@ -224,7 +223,7 @@ class BatchDecoder:
         if n > self.max_sequences:
             raise ValueError(f"at most {self.max_sequences} candidates can be sampled together")
         compiled = self.compiled_grammar(grammar) if grammar else None
-        self.resampled = self.refused = 0
+        self.resampled = 0
         self.load_prompt(prompt_tokens)
         for s in range(1, n):
             L.llama_memory_seq_rm(self.memory, s, -1, -1)
@@ -277,7 +276,6 @@ class BatchDecoder:
                 if sequence.grammar is not None:
                     L.llama_sampler_free(sequence.grammar)
                 self.resampled += sequence.resampled
-                self.refused += sequence.refused
             # keep only the prompt, on sequence 0, for the next call (a recurrent state cannot be cut back: drop it)
             if self.recurrent:
                 L.llama_memory_clear(self.memory, True)

@@ -101,7 +101,7 @@ class LlamaModel:
         self.name = preset.name if preset is not GENERIC else path.name
         self.threads = threads
         self.batched = batched
-        self.checks = batched  # sample() takes a schema check (``steps/constrain.py``): the batched decoder applies it
+        self.checks = batched  # sample() takes a schema check (``steps/constrain``): the batched decoder applies it
         wanted = context_length(preset, 0, context)  # before the model says what it was trained for
         try:
             self._llama = Llama(

@@ -104,8 +104,8 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     ``on_candidate(i, candidate)`` is called as candidate i is finished; when it returns True the model stops the
     candidates still running (they come back with ``stopped=True``). ``grammar`` (GBNF, from
     ``grammar.schema_grammar`` for ``prompt.prefix``) constrains what the model may write after the prefix; so does
-    ``check`` (a ``constrain.Check``), for a model that checks tokens as it decodes them (``model.checks``; a model
-    server cannot: its candidates are judged after they are written, as always).
+    ``check`` (a ``constrain.Check``), given only to a model that checks tokens as it decodes them (``model.checks``;
+    ``pipeline.fit_prompt`` decides: a model server cannot, and its candidates are judged once written).
     """
     stop = prompt.stop if prompt.reasoning else tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
@@ -116,7 +116,7 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     started = time.perf_counter()
     max_tokens = sampling.max_tokens or prompt.reasoning or MAX_TOKENS
     constraint = {"grammar": grammar} if grammar else {}  # a model without grammars still serves the rest
-    if check is not None and getattr(model, "checks", False):
+    if check is not None:
         constraint["check"] = check
     completions = model.sample(prompt.text, temperatures, seed=sampling.seed, max_tokens=max_tokens,
                                stop=stop, cache_prefix=prompt.cache_prefix or None,
