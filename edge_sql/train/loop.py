@@ -63,6 +63,8 @@ class Progress:
     loss: float
     tokens: int
     seconds: float
+    reward: float | None = None  # GRPO: the mean reward of the recent groups
+    accuracy: float | None = None  # GRPO: the share of their candidates that were right
 
 
 class Interrupted(EdgeSQLError):
@@ -103,12 +105,15 @@ def make_batches(examples, tokenizer, batch_tokens: int) -> list[Batch]:
     return batches
 
 
-def batch_loss(model, batch: Batch, torch, pad: int = 0):
-    """(summed loss over the SQL tokens, their count) for one batch: the head once, the questions against its cache."""
+def batch_logits(model, batch: Batch, torch, pad: int = 0, through_head: bool = True):
+    """(logits, labels) of one batch's questions, the head run once and its cache shared: each row's logits at
+    every position of its question and answer, and its labels (``IGNORE`` where no loss is taken). Without
+    ``through_head`` the head's keys and values are computed without gradient (no activations kept for it)."""
     device = next(model.parameters()).device
     size, longest = len(batch.suffixes), max(len(s) for s in batch.suffixes)
     head = torch.tensor([batch.prefix], device=device)
-    cache = model(input_ids=head, use_cache=True, logits_to_keep=1).cache
+    with torch.set_grad_enabled(through_head and torch.is_grad_enabled()):
+        cache = model(input_ids=head, use_cache=True, logits_to_keep=1).cache
     cache.batch_repeat_interleave(size)
     ids = torch.full((size, longest), pad, device=device)
     labels = torch.full((size, longest), IGNORE, device=device)
@@ -120,10 +125,27 @@ def batch_loss(model, batch: Batch, torch, pad: int = 0):
         mask[row, len(batch.prefix): len(batch.prefix) + len(suffix)] = 1
     positions = torch.arange(len(batch.prefix), len(batch.prefix) + longest, device=device).expand(size, -1)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache).logits.float()
+    return logits, labels
+
+
+def batch_loss(model, batch: Batch, torch, pad: int = 0):
+    """(summed loss over the SQL tokens, their count) for one batch: the head once, the questions against its cache."""
+    logits, labels = batch_logits(model, batch, torch, pad)
     targets = labels[:, 1:]
     loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum")
     return loss, int((targets != IGNORE).sum())
+
+
+def answer_logprobs(model, batch: Batch, torch, pad: int = 0):
+    """(log-probability of each labelled token, a mask of where labels are): rows × positions, for GRPO. The
+    gradient stops at the schema head: what is learnt is what the model writes after it (a head holds most of a
+    batch's tokens; its backward pass would take most of the time and memory)."""
+    logits, labels = batch_logits(model, batch, torch, pad, through_head=False)
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logprobs, mask
 
 
 def whole_loss(model, batch: Batch, torch):
@@ -226,11 +248,8 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
                 "batches": len(batches), "tokens": sum(b.tokens for b in batches), "start": initial_digest}
     start, losses, window = 0, [], []  # window: this epoch's (summed loss, tokens) per batch
     saved = checkpoints / "checkpoint.pt"
-    if saved.is_file():
-        state = torch.load(saved, weights_only=False, map_location=next(model.parameters()).device)
-        if state["identity"] != identity:
-            raise UsageError(f"{checkpoints} holds a checkpoint of another run (other data or settings); give a new "
-                             "--out folder, or the same data and settings to continue it")
+    state = read_checkpoint(saved, identity, torch, next(model.parameters()).device)
+    if state is not None:
         peft_model.load_state_dict(state["lora"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         start, losses, window = state["step"], state["losses"], state["window"]
@@ -242,19 +261,8 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
     recent: list[tuple[float, int]] = []  # the last 20 batches', for the progress line
 
     def save(step: int) -> None:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        lora = {k: v for k, v in peft_model.state_dict().items() if "lora_" in k}
-        partial = saved.with_suffix(f".tmp{os.getpid()}")
-        try:
-            torch.save({"identity": identity, "lora": lora, "optimizer": optimizer.state_dict(), "step": step,
-                        "losses": losses, "window": window}, partial)
-            os.replace(partial, saved)
-        except RuntimeError as error:  # torch reports a short write (a full disk) as a RuntimeError
-            partial.unlink(missing_ok=True)
-            raise OSError(f"the checkpoint could not be written ({str(error).splitlines()[0]})") from None
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        write_checkpoint(saved, {"identity": identity, "lora": lora_state(peft_model), "step": step,
+                                 "optimizer": optimizer.state_dict(), "losses": losses, "window": window}, torch)
 
     completed = start
     previous = stop_on_sigterm()
@@ -290,6 +298,38 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
         restore_sigterm(previous)
     save(len(order))
     return peft_model, losses
+
+
+def lora_state(peft_model) -> dict:
+    """The trained weights of a PEFT model (its LoRA halves), by name."""
+    return {k: v for k, v in peft_model.state_dict().items() if "lora_" in k}
+
+
+def write_checkpoint(saved: Path, state: dict, torch) -> None:
+    """Write ``state`` to ``saved`` whole or not at all (a temporary file renamed into place)."""
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    partial = saved.with_suffix(f".tmp{os.getpid()}")
+    try:
+        torch.save(state, partial)
+        os.replace(partial, saved)
+    except RuntimeError as error:  # torch reports a short write (a full disk) as a RuntimeError
+        partial.unlink(missing_ok=True)
+        raise OSError(f"the checkpoint could not be written ({str(error).splitlines()[0]})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(saved: Path, identity: dict, torch, device) -> dict | None:
+    """The checkpoint in ``saved`` when it is one of the run ``identity`` describes; None when there is none; a
+    :class:`UsageError` when it is another run's."""
+    if not saved.is_file():
+        return None
+    state = torch.load(saved, weights_only=False, map_location=device)
+    if state["identity"] != identity:
+        raise UsageError(f"{saved.parent} holds a checkpoint of another run (other data or settings); give a new "
+                         "--out folder, or the same data and settings to continue it")
+    return state
 
 
 def stop_on_sigterm():

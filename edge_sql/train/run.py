@@ -89,24 +89,35 @@ def context_of(base: Base) -> int:
     return context_length(base.preset, getattr(base.model.config, "max_position_embeddings", 0) or 0)
 
 
-def train_adapter(data: Path, base: str, out: Path, settings: Settings = Settings(), *, paraphrases: bool = False,
-                  held_back: int = 200, limit: int | None = None, threads: int | None = None,
-                  command: str = "", say: Callable[[str], None] = lambda line: None,
-                  on_step=None, resume: str | Path | None = None) -> Trained:
+@dataclass
+class Start:
+    """What every method starts from: the pairs (to train on and held back), the base on its device, the adapter to
+    continue (if any) and the settings it imposes."""
+
+    pairs: list
+    training: list
+    held: list
+    device: str
+    loaded: Base
+    start: object
+    start_path: Path | None
+    start_digest: str
+    settings: Settings
+
+
+def begin(data: Path, base: str, out: Path, settings: Settings, *, paraphrases: bool, held_back: int,
+          limit: int | None, threads: int | None, say: Callable[[str], None], resume) -> Start:
     from convert.errors import require_extra
 
     require_extra("train", ("torch", "transformers", "peft"))
     import torch
 
-    from edge_sql.train.adapter import adapter_tensors, write_adapter
-    from edge_sql.train.loop import choose_device, make_batches, train
+    from edge_sql.train.loop import choose_device
 
-    out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder for the adapter")
     if threads:
         torch.set_num_threads(threads)
-    started = time.monotonic()
     pairs = read_pairs(data, paraphrases=paraphrases)
     if limit is not None:
         pairs = pairs[:limit]
@@ -127,8 +138,23 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
         settings = replace(settings, rank=start.rank, alpha=round(start.alpha), layers=layers)
         say(f"continuing {start_path} (rank {start.rank}, alpha {start.alpha:g}, "
             f"{len(start.blocks)} of {loaded.blocks} layers)")
+    return Start(pairs, training, held, device, loaded, start, start_path, start_digest, settings)
+
+
+def train_adapter(data: Path, base: str, out: Path, settings: Settings = Settings(), *, paraphrases: bool = False,
+                  held_back: int = 200, limit: int | None = None, threads: int | None = None,
+                  command: str = "", say: Callable[[str], None] = lambda line: None,
+                  on_step=None, resume: str | Path | None = None) -> Trained:
+    """Supervised fine-tuning (``--method sft``): the model learns to write the gold queries."""
+    from edge_sql.train.loop import make_batches, train
+
+    out = Path(out).expanduser()
+    started = time.monotonic()
+    run = begin(data, base, out, settings, paraphrases=paraphrases, held_back=held_back, limit=limit,
+                threads=threads, say=say, resume=resume)
+    loaded, settings = run.loaded, run.settings
     prompts = PromptModel(loaded.name, loaded.preset, context_of(loaded), loaded.tokenizer)
-    rendered = render(training, prompts)
+    rendered = render(run.training, prompts)
     if not rendered.examples:
         raise UsageError(f"none of the pairs in {data} can be trained on ({rendered.skipped})")
     batches = make_batches(rendered.examples, loaded.tokenizer, settings.batch_tokens)
@@ -139,32 +165,115 @@ def train_adapter(data: Path, base: str, out: Path, settings: Settings = Setting
     try:
         out.mkdir(parents=True, exist_ok=True)
         model, losses = train(loaded.model, loaded.tokenizer, batches, settings, checkpoints=out / "checkpoints",
-                              on_step=on_step, blocks=loaded.blocks, initial=start, initial_digest=start_digest)
+                              on_step=on_step, blocks=loaded.blocks, initial=run.start,
+                              initial_digest=run.start_digest)
         seconds = time.monotonic() - started
-        tensors = adapter_tensors(model.state_dict(), arch=loaded.arch, heads=loaded.heads, kv_heads=loaded.kv_heads)
-        adapter = out / TRAINED_ADAPTER
-        size = write_adapter(adapter, tensors, arch=loaded.arch, blocks=loaded.blocks, alpha=settings.alpha,
-                             name=f"{Path(str(loaded.name)).stem} SQL LoRA",
-                             metadata={"edgesql.base": str(loaded.name), "edgesql.protocol": loaded.preset.protocol,
-                                       "edgesql.training": command})
+        adapter, size = export(model, loaded, out / TRAINED_ADAPTER, command)
     except OSError as error:
         raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
     summary = {
-        "command": command, "data": str(data), "paraphrases": paraphrases, "base": str(loaded.name),
-        "settings": asdict(settings), "resumed_from": None if start_path is None else str(start_path),
-        "pairs": len(pairs), "examples": len(rendered.examples),
-        "skipped": rendered.skipped, "held_back": len(held), "batches": len(batches),
+        **common_summary(command, data, paraphrases, run, "sft"),
+        "examples": len(rendered.examples), "skipped": rendered.skipped, "batches": len(batches),
         "tokens_per_epoch": {"shared_prefix": shared, "plain": plain}, "loss_per_epoch": losses,
-        "seconds": round(seconds, 1), "device": device_name(device, torch),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "adapter": {"file": adapter.name, "bytes": size},
+        **finish_summary(seconds, run.device, adapter, size),
     }
+    return conclude(summary, run, adapter, out, threads, say)
+
+
+def common_summary(command: str, data: Path, paraphrases: bool, run: Start, method: str) -> dict:
+    return {"command": command, "method": method, "data": str(data), "paraphrases": paraphrases,
+            "base": str(run.loaded.name), "settings": asdict(run.settings),
+            "resumed_from": None if run.start_path is None else str(run.start_path), "pairs": len(run.pairs),
+            "held_back": len(run.held)}
+
+
+def finish_summary(seconds: float, device: str, adapter: Path, size: int) -> dict:
+    import torch
+
+    summary = {"seconds": round(seconds, 1), "device": device_name(device, torch),
+               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               "adapter": {"file": adapter.name, "bytes": size}}
     if device.startswith("cuda"):
         summary["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
-    if held and loaded.gguf is not None:
-        summary["held_back_ex"] = score_held_back(held, loaded.gguf, loaded.preset, adapter, out, threads, say)
+    return summary
+
+
+def conclude(summary: dict, run: Start, adapter: Path, out: Path, threads: int | None, say) -> Trained:
+    """Score the held-back pairs with the trained adapter, write ``training.json``."""
+    if run.held and run.loaded.gguf is not None:
+        summary["held_back_ex"] = score_held_back(run.held, run.loaded.gguf, run.loaded.preset, adapter, out,
+                                                  threads, say)
     write_summary(out, summary)
     return Trained(out, adapter, summary)
+
+
+def export(peft_model, loaded: Base, path: Path, command: str) -> tuple[Path, int]:
+    """Write the PEFT model's LoRA weights as the GGUF LoRA file ``path``; (path, bytes)."""
+    from edge_sql.train.adapter import adapter_tensors, write_adapter
+
+    tensors = adapter_tensors(peft_model.state_dict(), arch=loaded.arch, heads=loaded.heads,
+                              kv_heads=loaded.kv_heads)
+    alpha = peft_model.peft_config["default"].lora_alpha
+    size = write_adapter(path, tensors, arch=loaded.arch, blocks=loaded.blocks, alpha=alpha,
+                         name=f"{Path(str(loaded.name)).stem} SQL LoRA",
+                         metadata={"edgesql.base": str(loaded.name), "edgesql.protocol": loaded.preset.protocol,
+                                   "edgesql.training": command})
+    return path, size
+
+
+def train_policy(data: Path, base: str, out: Path, settings: Settings = Settings(), policy=None, *,
+                 paraphrases: bool = False, held_back: int = 200, limit: int | None = None,
+                 threads: int | None = None, command: str = "", say: Callable[[str], None] = lambda line: None,
+                 on_step=None, resume: str | Path | None = None) -> Trained:
+    """GRPO (``--method grpo``): the model learns from the execution of its own candidates
+    (:mod:`edge_sql.train.grpo`); the sampler is llama.cpp with the adapter the trainer writes."""
+    from edge_sql.eval.scoring import Databases
+    from edge_sql.train.grpo import Policy, reinforce
+    from edge_sql.train.rollout import Sampler
+
+    policy = policy or Policy()
+    out = Path(out).expanduser()
+    started = time.monotonic()
+    run = begin(data, base, out, settings, paraphrases=paraphrases, held_back=held_back, limit=limit,
+                threads=threads, say=say, resume=resume)
+    loaded, settings = run.loaded, run.settings
+    if loaded.gguf is None:
+        raise UsageError(f"--method grpo samples with llama.cpp: give --base a preset or a GGUF file (edgesql convert "
+                         f"makes one of {base})")
+    if run.start is None:
+        say("no --resume: GRPO starts from the untuned base, which is rarely right; start from an SFT adapter")
+    say(f"GRPO on {len(run.training)} questions x {settings.epochs:g} epochs: {policy.group} candidates a "
+        f"question, {policy.questions} questions a step")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        log = out / "grpo.jsonl"
+        policy_file = out / "policy.gguf"
+        with Databases() as open_db:
+            def sampler_for(path: Path) -> Sampler:
+                return Sampler(loaded.gguf, loaded.preset, path, threads=threads or 2, scratch=out / "rollout-cache",
+                               open_db=open_db)
+
+            model, records = reinforce(loaded.model, loaded.tokenizer, run.training, sampler_for,
+                                       lambda peft_model: export(peft_model, loaded, policy_file, command)[0],
+                                       settings, policy, checkpoints=out / "checkpoints", blocks=loaded.blocks,
+                                       initial=run.start, initial_digest=run.start_digest, on_step=on_step, log=log)
+        seconds = time.monotonic() - started
+        adapter, size = export(model, loaded, out / TRAINED_ADAPTER, command)
+        policy_file.unlink(missing_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
+    rollout = sum(r.rollout_seconds for r in records)
+    trained = sum(r.train_seconds for r in records)
+    questions = min(len(run.training), len(records) * policy.questions)
+    summary = {
+        **common_summary(command, data, paraphrases, run, "grpo"), "policy": asdict(policy),
+        "steps": len(records), "questions": questions,
+        "rollout_questions_per_hour": round(questions / rollout * 3600) if rollout else None,
+        "train_tokens_per_second": round(sum(r.tokens for r in records) / trained) if trained else None,
+        "reward_by_step": [r.reward for r in records], "accuracy_by_step": [r.accuracy for r in records],
+        **finish_summary(seconds, run.device, adapter, size),
+    }
+    return conclude(summary, run, adapter, out, threads, say)
 
 
 def starting_adapter(resume: str | Path, out: Path) -> Path:
