@@ -309,7 +309,8 @@ def read_start(path: Path, loaded: Base):
 
 
 def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, threads: int | None, say) -> dict:
-    """EX of the trained model on the held-back pairs, through the real pipeline (greedy and vote of 5)."""
+    """EX of the trained model on the held-back pairs, through the real pipeline (greedy and vote of 5) with the
+    remedies edgesql's own model runs with (the decoding-time check, no grammar)."""
     import importlib.util
 
     from edge_sql.backends.llama import LlamaModel
@@ -327,7 +328,9 @@ def score_held_back(held, gguf: Path, preset: Preset, adapter: Path, out: Path, 
     model = LlamaModel(gguf, preset=preset, threads=threads or 2, adapter=adapter)
     say(f"scoring the {len(held)} held-back questions with the trained model")
     dataset = Dataset(out / "held-back.jsonl", "jsonl", tuple(replace(p, index=i) for i, p in enumerate(held)))
-    report = evaluate(dataset, list(dataset.examples), model, Sampling(), (1, 5))
+    from edge_sql.train.rollout import ROLLOUT_REMEDIES
+
+    report = evaluate(dataset, list(dataset.examples), model, Sampling(), (1, 5), remedies=ROLLOUT_REMEDIES)
     data = report_to_dict(report)
     (out / "held-back.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     return {r["label"]: r["ex"] for r in data["results"]}
