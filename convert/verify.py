@@ -1,9 +1,11 @@
-"""Step 4: does the GGUF file compute what the merged transformers model computes?
+"""Step 4: does the GGUF file compute what it should? Against the merged transformers model (a Hugging Face
+source), or against its GGUF base with the adapter applied at run time by llama.cpp (an edgesql adapter merged in
+GGUF space, :mod:`convert.merge`).
 
-A few fixed prompts (plain text, SQL, and a chat turn with its special tokens) are tokenized by the Hugging Face
+A few fixed prompts (plain text, SQL, and a chat turn with its special tokens) are tokenized by the reference's
 tokenizer; both models read the same token ids and we compare their next-token distributions at every position:
-top-1 agreement, and the Kullback-Leibler divergence KL(transformers || GGUF) in nats. llama.cpp's own
-tokenization of the same texts is compared too: a wrong pre-tokenizer or lost special tokens show there."""
+top-1 agreement, and the Kullback-Leibler divergence KL(reference || GGUF) in nats. llama.cpp's own tokenization
+of the same texts is compared too: a wrong pre-tokenizer or lost special tokens show there."""
 
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ CHAT = "How many customers are there in the table customers(id, name, city)?"
 
 @dataclass(frozen=True)
 class Agreement:
-    """How closely a GGUF file follows the transformers model, over every position of the fixed prompts."""
+    """How closely a GGUF file follows the reference model, over every position of the fixed prompts."""
 
     positions: int
     top1: float  # share of positions where both pick the same most likely next token
-    kl_mean: float  # mean KL(transformers || GGUF), nats
+    kl_mean: float  # mean KL(reference || GGUF), nats
     kl_max: float
-    tokenizer_agrees: bool  # llama.cpp tokenizes the prompts to the same ids as transformers
+    tokenizer_agrees: bool  # llama.cpp tokenizes the prompts to the same ids as the reference
 
     def summary(self) -> str:
         return (f"top-1 {self.top1:.1%} of {self.positions} positions, KL mean {self.kl_mean:.2g} "
@@ -39,6 +41,22 @@ def prompts(tokenizer) -> list[str]:
     if getattr(tokenizer, "chat_template", None):
         texts.append(tokenizer.apply_chat_template([{"role": "user", "content": CHAT}], tokenize=False,
                                                    add_generation_prompt=True))
+    return texts
+
+
+def gguf_prompts(metadata: dict[str, str]) -> list[str]:
+    """The fixed prompts for a GGUF model, the last one rendered with the chat template in its ``metadata`` (as
+    llama-cpp-python renders it) when it has one that renders."""
+    texts = list(PROMPTS)
+    template = metadata.get("tokenizer.chat_template")
+    if template:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            texts.append(Jinja2ChatFormatter(template, eos_token="", bos_token="")(
+                messages=[{"role": "user", "content": CHAT}]).prompt)
+        except Exception:  # a template llama-cpp-python's renderer cannot run: the plain prompts still compare
+            pass
     return texts
 
 
@@ -55,29 +73,47 @@ def reference_logits(model, tokenizer) -> list[tuple[list[int], object]]:
     return out
 
 
-def compare(reference, tokenizer, path: Path, threads: int | None = None) -> Agreement:
-    """Load the GGUF file at ``path`` with llama.cpp and compare it with ``reference`` (from
-    :func:`reference_logits`)."""
+def gguf_logits(path: Path, texts: list[str], threads: int | None = None, *, ids: list[list[int]] | None = None,
+                lora: Path | None = None) -> tuple[list[list[int]], list[object]]:
+    """Run the GGUF file at ``path`` (with the LoRA adapter ``lora`` applied at run time, when given) with llama.cpp:
+    (its own tokenization of ``texts``, logits per position of ``ids`` or, when not given, of that tokenization)."""
     import numpy as np
     from llama_cpp import Llama
 
-    longest = max(len(ids) for ids, _ in reference)
+    longest = max(len(tokens) for tokens in ids) if ids else 248  # the fixed prompts are far shorter
     llm = Llama(model_path=str(path), n_ctx=max(64, longest + 8), n_batch=max(64, longest + 8), logits_all=True,
-                verbose=False, seed=0, n_threads=threads)
+                verbose=False, seed=0, n_threads=threads, lora_path=str(lora) if lora else None)
     try:
-        same_tokens, top1, kls = True, [], []
-        for (ids, expected), text in zip(reference, prompts(tokenizer)):
-            same_tokens &= llm.tokenize(text.encode(), add_bos=False, special=True) == ids
+        own = [llm.tokenize(text.encode(), add_bos=False, special=True) for text in texts]
+        logits = []
+        for tokens in ids or own:
             llm.reset()
-            llm.eval(ids)
-            got = np.asarray(llm.scores[:len(ids)], dtype=np.float64)
-            top1.extend(got.argmax(-1) == expected.argmax(-1))
-            p, q = log_softmax(expected), log_softmax(got)
-            kls.extend((np.exp(p) * (p - q)).sum(-1))
+            llm.eval(tokens)
+            logits.append(np.asarray(llm.scores[:len(tokens)], dtype=np.float64))
     finally:
         llm.close()
+    return own, logits
+
+
+def agreement(expected: list, got: list, tokenizer_agrees: bool) -> Agreement:
+    """Top-1 agreement and KL(expected || got) over every position of every prompt."""
+    import numpy as np
+
+    top1, kls = [], []
+    for want, have in zip(expected, got):
+        top1.extend(have.argmax(-1) == want.argmax(-1))
+        p, q = log_softmax(want), log_softmax(have)
+        kls.extend((np.exp(p) * (p - q)).sum(-1))
     return Agreement(positions=len(top1), top1=float(np.mean(top1)), kl_mean=float(np.mean(kls)),
-                     kl_max=float(np.max(kls)), tokenizer_agrees=bool(same_tokens))
+                     kl_max=float(np.max(kls)), tokenizer_agrees=bool(tokenizer_agrees))
+
+
+def compare(reference, tokenizer, path: Path, threads: int | None = None) -> Agreement:
+    """Load the GGUF file at ``path`` with llama.cpp and compare it with ``reference`` (from
+    :func:`reference_logits`)."""
+    ids = [tokens for tokens, _ in reference]
+    own, logits = gguf_logits(path, prompts(tokenizer), threads, ids=ids)
+    return agreement([expected for _, expected in reference], logits, own == ids)
 
 
 def log_softmax(logits):

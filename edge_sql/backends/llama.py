@@ -221,12 +221,18 @@ class LlamaModel:
 
 def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     """The preset of a GGUF file given by path: what ``edgesql convert`` recorded in it (``edgesql.protocol``), else
-    the generic one.
+    the generic one. An adapter merged into its base (``edgesql convert --lora``) is asked as it was trained: with
+    the prompt settings (protocol, schema, prefix, sampling, remedies) of the preset whose adapter it is, else of its
+    base's preset, when the file names one.
 
     >>> recorded_preset({"edgesql.protocol": "slm-sql-think"}, Path("m.gguf")).protocol
     'slm-sql-think'
     >>> recorded_preset({"edgesql.protocol": "no-such-protocol"}, Path("m.gguf")).protocol
     'chatml-strict'
+    >>> merged = recorded_preset({"edgesql.protocol": "chatml-strict", "edgesql.source": "smollm2-135m",
+    ...                           "edgesql.lora": "runs/my-rl/adapter.gguf"}, Path("my-rl.q4_1.gguf"))
+    >>> merged.prefix, merged.adapter, merged.source
+    ('SELECT', {}, {})
     """
     from dataclasses import replace
 
@@ -235,6 +241,11 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     protocol = metadata.get("edgesql.protocol", "")
     if protocol not in PROTOCOLS:
         return GENERIC
+    for key in ("edgesql.lora", "edgesql.source"):
+        trained = get_preset(metadata.get(key, "")) if "edgesql.lora" in metadata else None
+        if trained is not None and trained.protocol == protocol:
+            return replace(trained, source={}, adapter={}, description=f"{path.name}, {metadata[key]}'s prompt "
+                           "settings (an adapter merged by edgesql convert)")
     return replace(GENERIC, protocol=protocol, description=f"{path.name}, converted by edgesql ({protocol})")
 
 
