@@ -67,7 +67,8 @@ def train_command(
                                          "sampler (llama.cpp).")] = 1,
 ) -> None:
     """Fine-tune a LoRA adapter that teaches the base model SQL, on this machine's CPU (or GPU), with the same
-    prompts ask builds; write it as a GGUF LoRA file (ask --model OUT runs it) and score held-back questions."""
+    prompts ask builds: from the gold queries (--method sft) or from the execution of its own candidates (--method
+    grpo); write it as a GGUF LoRA file (ask --model OUT runs it) and score held-back questions."""
     from edge_sql.errors import UsageError
     from edge_sql.train.loop import Settings
     from edge_sql.train.run import train_adapter, train_policy
