@@ -27,7 +27,7 @@ def train_command(
     alpha: Annotated[int, typer.Option("--alpha", min=1, help="LoRA alpha (the update is scaled by alpha/rank).")] = 32,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", "--lr", min=1e-7, max=1.0,
                                                            help="Peak learning rate (warm-up, then cosine to zero). "
-                                                           "[default: 1e-3 for sft, 1e-4 for grpo]",
+                                                           "[default: 1e-3 for sft, 2e-5 for grpo]",
                                                            show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed, data and settings give the same "
                                       "adapter.")] = 42,
@@ -122,7 +122,7 @@ def train_command(
 
 
 #: The training methods, and the learning rate each starts from by default.
-METHODS = {"sft": 1e-3, "grpo": 1e-4}
+METHODS = {"sft": 1e-3, "grpo": 2e-5}
 
 
 def first_last(values: list[float], percent: bool = False) -> str:
