@@ -26,9 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge_sql.train.loop import (IGNORE, Batch, Interrupted, Progress, Settings, answer_logprobs, encode, lora_model,
-                                 lora_state, load_start, read_checkpoint, restore_sigterm, schedule, stop_on_sigterm,
-                                 write_checkpoint)
+from edge_sql.train.loop import (IGNORE, Batch, Checkpointing, Progress, Settings, answer_logprobs, encode,
+                                 lora_model, lora_state, load_start, read_checkpoint, schedule, write_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -158,16 +157,14 @@ def reinforce(model, tokenizer, pairs: list, sampler_for: Callable, write_policy
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sampler = sampler_for(write_policy(peft_model))
     sampled = lora_parameters(peft_model, torch)
-    started, done_tokens, completed = time.monotonic(), 0, start
-    last_save = time.monotonic()
+    started, done_tokens = time.monotonic(), 0
 
     def save(step: int) -> None:
         write_checkpoint(saved, {"identity": identity, "lora": lora_state(peft_model), "step": step,
                                  "optimizer": optimizer.state_dict(), "reference": reference,
                                  "records": [asdict(r) for r in records]}, torch)
 
-    previous = stop_on_sigterm()
-    try:
+    with Checkpointing(save, settings.checkpoint_seconds, steps, checkpoints, start) as run:
         for step in range(start, steps):
             for group in optimizer.param_groups:
                 group["lr"] = settings.learning_rate * schedule(step, steps, settings.warmup)
@@ -193,7 +190,7 @@ def reinforce(model, tokenizer, pairs: list, sampler_for: Callable, write_policy
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             taught = len(lessons)
-            completed = step + 1
+            run.completed = step + 1
             done_tokens += tokens
             rewards = [r for g in groups for r in g.rewards]
             record = StepRecord(step + 1, mean([r.value for r in rewards]), mean([r.right for r in rewards]),
@@ -209,15 +206,7 @@ def reinforce(model, tokenizer, pairs: list, sampler_for: Callable, write_policy
                 on_step(Progress(step + 1, steps, mean([r.loss for r in recent]), done_tokens,
                                  time.monotonic() - started, mean([r.reward for r in recent]),
                                  mean([r.accuracy for r in recent])))
-            if time.monotonic() - last_save > settings.checkpoint_seconds:
-                save(step + 1)
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        save(completed)
-        raise Interrupted(f"interrupted after step {completed} of {steps}; the checkpoint in {checkpoints} keeps it: "
-                          "run the same command again to continue") from None
-    finally:
-        restore_sigterm(previous)
+            run.tick(step + 1)
     save(steps)
     return peft_model, records
 

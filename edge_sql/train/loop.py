@@ -257,16 +257,14 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
                               enabled=settings.bf16)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     per_epoch = max(1, len(batches))
-    last_save, started, done_tokens = time.monotonic(), time.monotonic(), 0
+    started, done_tokens = time.monotonic(), 0
     recent: list[tuple[float, int]] = []  # the last 20 batches', for the progress line
 
     def save(step: int) -> None:
         write_checkpoint(saved, {"identity": identity, "lora": lora_state(peft_model), "step": step,
                                  "optimizer": optimizer.state_dict(), "losses": losses, "window": window}, torch)
 
-    completed = start
-    previous = stop_on_sigterm()
-    try:
+    with Checkpointing(save, settings.checkpoint_seconds, len(order), checkpoints, start) as run:
         for step in range(start, len(order)):
             for group in optimizer.param_groups:
                 group["lr"] = settings.learning_rate * schedule(step, len(order), settings.warmup)
@@ -277,7 +275,7 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            completed = step + 1
+            run.completed = step + 1
             window.append((float(loss.detach()), count))
             recent = (recent + [window[-1]])[-20:]
             done_tokens += batch.tokens
@@ -287,15 +285,7 @@ def train(model, tokenizer, batches: list[Batch], settings: Settings, *, checkpo
             if on_step is not None:
                 on_step(Progress(step + 1, len(order), sum(l for l, _ in recent) / max(1, sum(c for _, c in recent)),
                                  done_tokens, time.monotonic() - started))
-            if time.monotonic() - last_save > settings.checkpoint_seconds:
-                save(step + 1)
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        save(completed)
-        raise Interrupted(f"interrupted after step {completed} of {len(order)}; the checkpoint in {checkpoints} keeps it: "
-                          "run the same command again to continue") from None
-    finally:
-        restore_sigterm(previous)
+            run.tick(step + 1)
     save(len(order))
     return peft_model, losses
 
@@ -330,6 +320,31 @@ def read_checkpoint(saved: Path, identity: dict, torch, device) -> dict | None:
         raise UsageError(f"{saved.parent} holds a checkpoint of another run (other data or settings); give a new "
                          "--out folder, or the same data and settings to continue it")
     return state
+
+
+class Checkpointing:
+    """A run's checkpoints: ``save(step)`` every ``seconds`` (:meth:`tick`), and when Ctrl-C or a SIGTERM stops the run
+    inside the ``with`` block — then after the last step completed, and :class:`Interrupted` is raised."""
+
+    def __init__(self, save: Callable[[int], None], seconds: float, steps: int, checkpoints: Path, start: int):
+        self.save, self.seconds, self.steps, self.checkpoints = save, seconds, steps, checkpoints
+        self.completed, self.last = start, time.monotonic()
+
+    def tick(self, step: int) -> None:
+        if time.monotonic() - self.last > self.seconds:
+            self.save(step)
+            self.last = time.monotonic()
+
+    def __enter__(self) -> "Checkpointing":
+        self.previous = stop_on_sigterm()
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        restore_sigterm(self.previous)
+        if kind is KeyboardInterrupt:
+            self.save(self.completed)
+            raise Interrupted(f"interrupted after step {self.completed} of {self.steps}; the checkpoint in "
+                              f"{self.checkpoints} keeps it: run the same command again to continue") from None
 
 
 def stop_on_sigterm():
