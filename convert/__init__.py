@@ -107,7 +107,7 @@ def convert(source: str, *, lora: str | Path | None = None, quant: str = "q4_k_m
 
     if threads:
         torch.set_num_threads(threads)
-    from convert import quantize, source as sources, verify as verifier, writer
+    from convert import source as sources, verify as verifier, writer
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -123,23 +123,10 @@ def convert(source: str, *, lora: str | Path | None = None, quant: str = "q4_k_m
         metadata["edgesql.lora"] = model.lora_repo or str(model.lora.resolve())
 
     with Scratch(target) as scratch:
-        full = scratch(f".{outtype}.partial")
-        clock = time.perf_counter()
-        say(f"writing the {outtype} GGUF")
-        try:
-            written = writer.write_gguf(model, full, outtype=outtype, name=name, metadata=metadata,
-                                        pre=pre_tokenizer)
-        except OSError as error:
-            raise ConvertError(f"cannot write {target}: {error.strerror or error}") from None
-        seconds["write"] = time.perf_counter() - clock
-        fallbacks: list[Fallback] = []
-        final = full
-        if quant != "none":
-            final = scratch(f".{quant}.partial")
-            clock = time.perf_counter()
-            say(f"quantizing to {quant}")
-            fallbacks = quantize.quantize(full, final, quant, threads)
-            seconds["quantize"] = time.perf_counter() - clock
+        written, full, final, fallbacks = write_and_quantize(
+            scratch, lambda path: writer.write_gguf(model, path, outtype=outtype, name=name, metadata=metadata,
+                                                    pre=pre_tokenizer),
+            f"writing the {outtype} GGUF", "write", outtype, quant, threads, say, seconds)
         full_agreement = quant_agreement = None
         if verify:
             clock = time.perf_counter()
@@ -175,7 +162,7 @@ def convert_adapter(adapter: str | Path, source: str | None = None, *, locate=No
     default name. Both files are compared with the base running the adapter in llama.cpp; the full-precision file
     must agree near-exactly with the same weights in full precision running it (a quantized base is dequantized
     into a temporary file for that), or the conversion fails. No torch: numpy, gguf and llama-cpp-python."""
-    from convert import merge, quantize, verify as verifier
+    from convert import merge, verify as verifier
     from edge_sql.protocols import get_protocol
 
     say = progress or (lambda message: None)
@@ -204,23 +191,11 @@ def convert_adapter(adapter: str | Path, source: str | None = None, *, locate=No
 
     seconds: dict[str, float] = {}
     with Scratch(target) as scratch:
-        full = scratch(f".{outtype}.partial")
-        clock = time.perf_counter()
-        say(f"merging {adapter} into {base}, writing the {outtype} GGUF")
-        try:
-            written = merge.write_merged(base, lora, full, outtype=outtype, name=name, metadata=metadata,
-                                         base_label=base_label)
-        except OSError as error:
-            raise ConvertError(f"cannot write {target}: {error.strerror or error}") from None
-        seconds["merge"] = time.perf_counter() - clock
-        fallbacks: list[Fallback] = []
-        final = full
-        if quant != "none":
-            final = scratch(f".{quant}.partial")
-            clock = time.perf_counter()
-            say(f"quantizing to {quant}")
-            fallbacks = quantize.quantize(full, final, quant, threads)
-            seconds["quantize"] = time.perf_counter() - clock
+        written, full, final, fallbacks = write_and_quantize(
+            scratch, lambda path: merge.write_merged(base, lora, path, outtype=outtype, name=name,
+                                                     metadata=metadata, base_label=base_label),
+            f"merging {adapter} into {base}, writing the {outtype} GGUF", "merge", outtype, quant, threads, say,
+            seconds)
         full_agreement = quant_agreement = exact = None
         if verify:
             clock = time.perf_counter()
@@ -248,6 +223,31 @@ def convert_adapter(adapter: str | Path, source: str | None = None, *, locate=No
                       size=target.stat().st_size, pre_tokenizer=written.pre_tokenizer, fallbacks=fallbacks,
                       full=full_agreement, quantized=quant_agreement, seconds=seconds,
                       reference="base + LoRA", exact=exact if written.quantized_base else None)
+
+
+def write_and_quantize(scratch, write, message: str, step: str, outtype: str, quant: str, threads: int | None, say,
+                       seconds: dict[str, float]):
+    """Write the full-precision file with ``write(path)`` (timed as ``step``), then quantize it unless ``quant`` is
+    none: (what ``write`` returned, the full file, the final file, the tensors that fell back)."""
+    from convert import quantize
+
+    full = scratch(f".{outtype}.partial")
+    clock = time.perf_counter()
+    say(message)
+    try:
+        written = write(full)
+    except OSError as error:
+        raise ConvertError(f"cannot write {scratch.target}: {error.strerror or error}") from None
+    seconds[step] = time.perf_counter() - clock
+    fallbacks: list[Fallback] = []
+    final = full
+    if quant != "none":
+        final = scratch(f".{quant}.partial")
+        clock = time.perf_counter()
+        say(f"quantizing to {quant}")
+        fallbacks = quantize.quantize(full, final, quant, threads)
+        seconds["quantize"] = time.perf_counter() - clock
+    return written, full, final, fallbacks
 
 
 def adapter_name(label: str) -> str:
