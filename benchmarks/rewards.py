@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,9 +45,9 @@ def main() -> None:
     training, _ = hold_back(read_pairs(args.data), 100, 42)
     chosen = random.Random(args.seed).sample(training, args.questions)
     groups, started = [], time.perf_counter()
-    with Databases() as open_db:
+    with Databases() as open_db, tempfile.TemporaryDirectory(prefix="edgesql-rewards-") as scratch:
         sampler = Sampler(weights_path(preset), preset, adapter_path(preset), threads=args.threads,
-                          scratch=Path("/tmp/edgesql-rewards-cache"), open_db=open_db)
+                          scratch=Path(scratch) / "prefix-cache", open_db=open_db)
         for n, example in enumerate(chosen):
             group = sampler.roll(example, args.group, args.temperature, seed=args.seed + n)
             if group is not None:
