@@ -107,7 +107,7 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
     ``check`` (a ``constrain.Check``), given only to a model that checks tokens as it decodes them (``model.checks``;
     ``pipeline.fit_prompt`` decides: a model server cannot, and its candidates are judged once written).
     """
-    stop = prompt.stop if prompt.reasoning else tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
+    stop = stops_for(prompt)
     temperatures = [0.0] + [sampling.temperature] * (sampling.candidates - 1)
 
     def on_finish(index: int, text: str) -> bool:
@@ -129,6 +129,11 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
         generated_tokens=sum(c.tokens for c in completions),
         seconds=seconds,
     )
+
+
+def stops_for(prompt: Prompt) -> tuple[str, ...]:
+    """Where a candidate ends: the protocol's stops, and a statement's end unless the model reasons first."""
+    return prompt.stop if prompt.reasoning else tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
 
 
 def candidate_of(prompt: Prompt, completion: Completion) -> Candidate:

@@ -15,10 +15,10 @@ from pathlib import Path
 from edge_sql.errors import EdgeSQLError, QueryFailed
 from edge_sql.eval.metric import prediction_line
 from edge_sql.eval.scoring import is_right, run_gold
-from edge_sql.pipeline import Limits, Setup, fit_prompt
+from edge_sql.pipeline import Limits, Setup, budget_for, fit_prompt
 from edge_sql.protocols import get_protocol
 from edge_sql.remedies import Remedies
-from edge_sql.steps.generate import STATEMENT_STOPS, Sampling, answer_budget, candidate_of
+from edge_sql.steps.generate import Sampling, candidate_of, stops_for
 from edge_sql.steps.judge import judge
 from edge_sql.steps.question import clean_question
 from edge_sql.train.reward import Reward, Weights, reward_of
@@ -72,13 +72,13 @@ class Sampler:
             gold = run_gold(example, (example.db_path,), "spider", self.open_db)
             question = clean_question(example.question)
             setup = Setup(db, self.model, Sampling(candidates=size, temperature=temperature), Limits(), self.remedies)
-            budget = answer_budget(question, get_protocol(self.preset.protocol).reasoning)
+            budget = budget_for(self.model, question)
             view = fit_prompt(question, setup, budget)
         except (EdgeSQLError, QueryFailed):
             return None
         prompt = view.prompt
-        stop = prompt.stop if prompt.reasoning else tuple(dict.fromkeys(prompt.stop + STATEMENT_STOPS))
-        completions = self.model.sample(prompt.text, [temperature] * size, seed=seed, max_tokens=budget, stop=stop,
+        completions = self.model.sample(prompt.text, [temperature] * size, seed=seed, max_tokens=budget,
+                                        stop=stops_for(prompt),
                                         cache_prefix=prompt.cache_prefix or None, check=view.check)
         candidates = [candidate_of(prompt, c) for c in completions]
         entries = judge(candidates, db, setup.limits)
