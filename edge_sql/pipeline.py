@@ -18,6 +18,7 @@ from edge_sql.backends import Model
 from edge_sql.errors import DatabaseError, NoValidCandidate
 from edge_sql.protocols import get_protocol
 from edge_sql.remedies import Remedies
+from edge_sql.steps.confidence import DEFAULT as CALIBRATION, Signals, signals_of
 from edge_sql.steps.database import Database
 from edge_sql.steps.generate import Sampling, answer_budget, generate
 from edge_sql.steps.hints import render_hints, value_hints
@@ -69,6 +70,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     view: "View | None" = None  # what the model was shown
+    signals: "Signals | None" = None  # what the ballot says about the answer (None when nothing won)
+    confidence: float | None = None  # the calibrated chance that the answer is right
 
     @property
     def candidates(self) -> int:
@@ -176,7 +179,13 @@ def conclude(deliberation: Deliberation, setup: Setup, candidates: int | None = 
         answer = decide(deliberation)
     if setup.remedies.merge and deliberation.view is not None:
         answer = merge_round(answer, deliberation, setup)
-    return answer
+    return assess(answer)
+
+
+def assess(answer: Answer) -> Answer:
+    """The answer with its signals and its calibrated confidence."""
+    signals = signals_of(answer.ballot, answer.candidates)
+    return replace(answer, signals=signals, confidence=None if signals is None else CALIBRATION.probability(signals))
 
 
 def repair_round(deliberation: Deliberation, setup: Setup, round_number: int) -> Deliberation:

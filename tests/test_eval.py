@@ -179,7 +179,10 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     for result in report["results"]:
         assert set(result) == {"candidates", "label", "questions", "right", "ex", "nonempty_questions",
                                "nonempty_right", "ex_nonempty", "valid", "invalid", "failed", "valid_share",
-                               "invalid_share", "failed_share", "no_answer", "hardness"}
+                               "invalid_share", "failed_share", "no_answer", "hardness", "reliability"}
+        answered = sum(b["questions"] for b in result["reliability"])
+        assert answered == result["questions"] - result["no_answer"]  # every answer has a confidence
+        assert all(0.0 <= b["mean_confidence"] <= 1.0 for b in result["reliability"])
         assert set(result["hardness"]) <= {"easy", "medium", "hard", "extra", "unknown"}
         assert sum(level["questions"] for level in result["hardness"].values()) == result["questions"]
         assert all(set(level) == {"questions", "right", "ex"} for level in result["hardness"].values())
@@ -191,10 +194,13 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
                            "seconds", "tokens", "costs", "answers"}
     assert record["hardness"] == "medium"
     assert [a["candidates"] for a in record["answers"]] == [1, 3]
-    assert set(record["answers"][0]) == {"candidates", "sql", "right", "votes", "valid", "invalid", "failed", "error"}
+    assert set(record["answers"][0]) == {"candidates", "sql", "right", "votes", "valid", "invalid", "failed", "error",
+                                         "confidence", "signals"}
+    assert 0.0 < record["answers"][1]["confidence"] < 1.0 and record["answers"][1]["signals"]["agreement"] > 0
     assert [a["right"] for a in record["answers"]] == [False, True]
     assert report["records"][4]["answers"][1] == {"candidates": 3, "sql": NO_ANSWER, "right": False, "votes": 0,
-                                                  "valid": 0, "invalid": 3, "failed": 0, "error": "no valid candidate"}
+                                                  "valid": 0, "invalid": 3, "failed": 0, "error": "no valid candidate",
+                                                  "confidence": None, "signals": None}
 
 
 def test_ex_is_also_reported_on_the_questions_whose_gold_result_is_not_empty(tmp_path, fake_model):

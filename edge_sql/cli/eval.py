@@ -275,6 +275,21 @@ def print_report(report, console) -> None:
             by_level.add_row(lv, str(count), *(percent(s.by_hardness[lv][1] / count) for s in summaries))
         console.print(by_level)
 
+    answered = [s for s in summaries if s.reliability]
+    if answered:
+        trust = Table(title="Reliability: answers by the confidence edgesql gave them", title_justify="left")
+        trust.add_column("confidence")
+        for s in answered:
+            trust.add_column(f"{s.label}: right", justify="right")
+        bins = sorted({b.label: b for s in answered for b in s.reliability}.values(), key=lambda b: b.low)
+        for shown in bins:
+            cells = []
+            for s in answered:
+                found = next((b for b in s.reliability if b.label == shown.label), None)
+                cells.append("–" if found is None else f"{percent(found.ex)} ({found.right}/{found.questions})")
+            trust.add_row(shown.label, *cells)
+        console.print(trust)
+
     def seconds(value):
         return "–" if value is None else f"{value:.2f} s"
 

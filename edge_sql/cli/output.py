@@ -74,6 +74,8 @@ def answer_to_dict(answer: Answer, error: str | None = None) -> dict:
         "dialect": answer.dialect,
         "timings": answer.timings,
         "tokens": answer.tokens,
+        "confidence": None if answer.confidence is None else round(answer.confidence, 4),
+        "signals": None if answer.signals is None else answer.signals.to_dict(),
     }
     if error:
         data["error"] = error
@@ -144,14 +146,28 @@ def print_answer(answer: Answer, fmt: str, *, max_rows: int, show_candidates: bo
         print_csv(answer.columns, answer.rows)
         return
     if fmt == "markdown":
-        print_markdown(answer.columns, answer.rows, sql=answer.sql,
-                       note=f"{answer.votes} of {answer.candidates} candidates agreed · {answer.model}")
+        print_markdown(answer.columns, answer.rows, sql=answer.sql, note=footer(answer))
         return
     print_sql(console, answer.sql)
     print_result_table(console, answer.columns, answer.rows, answer.truncated, max_rows)
-    console.print(Text(f"{answer.votes} of {answer.candidates} candidates agreed · {answer.model}", style="dim"))
+    console.print(Text(footer(answer), style="dim"))
     if show_candidates:
         print_ballot(console, answer)
+
+
+def footer(answer: Answer) -> str:
+    """The line under an answer: the vote, the model, and how sure the answer is, in words.
+
+    >>> from edge_sql.steps.vote import Ballot
+    >>> footer(Answer("q", "SELECT 1", ("1",), ((1,),), False, 4, Ballot((None,) * 5, None), "m", "sqlite",
+    ...               confidence=0.83))
+    '4 of 5 candidates agreed · m · confidence 83% (high)'
+    """
+    from edge_sql.steps.confidence import words
+
+    sure = "" if answer.confidence is None else \
+        f" · confidence {answer.confidence:.0%} ({words(answer.confidence)})"
+    return f"{answer.votes} of {answer.candidates} candidates agreed · {answer.model}{sure}"
 
 
 def print_ballot(console: Console, answer: Answer) -> None:

@@ -27,6 +27,8 @@ class Outcome:
     invalid: int = 0  # candidates that failed validation (parse or schema errors, refused)
     failed: int = 0  # valid candidates that failed to run (an error or the time limit)
     error: str | None = None  # why the chosen query failed when it was scored
+    confidence: float | None = None  # the calibrated chance it is right, as ask shows it
+    signals: dict | None = None  # what the calibration weighed (steps.confidence.Signals), to fit another
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,45 @@ class Speed:
 
 
 @dataclass(frozen=True)
+class Bin:
+    """The answers whose confidence fell in [low, high): how many, how many were right, their mean confidence."""
+
+    low: float
+    high: float
+    questions: int
+    right: int
+    confidence: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.low:.0%}–{min(self.high, 1.0):.0%}"
+
+    @property
+    def ex(self) -> float:
+        return self.right / self.questions if self.questions else 0.0
+
+
+#: Where the reliability table's bins begin.
+EDGES = (0.0, 0.2, 0.4, 0.6, 0.8)
+
+
+def reliability(pairs) -> tuple[Bin, ...]:
+    """(confidence, right) pairs by bins of confidence, the empty bins left out: when edgesql says 80%, is it right
+    80% of the time?
+
+    >>> [(b.label, b.questions, b.right) for b in reliability([(0.9, True), (0.85, False), (0.1, False)])]
+    [('0%–20%', 1, 0), ('80%–100%', 2, 1)]
+    """
+    bins = []
+    for low, high in zip(EDGES, (*EDGES[1:], 1.0000001)):
+        inside = [(c, r) for c, r in pairs if low <= c < high]
+        if inside:
+            bins.append(Bin(low, high, len(inside), sum(r for _, r in inside),
+                            round(sum(c for c, _ in inside) / len(inside), 4)))
+    return tuple(bins)
+
+
+@dataclass(frozen=True)
 class Summary:
     """EX for one candidate count over the questions that were scored."""
 
@@ -72,6 +113,7 @@ class Summary:
     no_answer: int  # questions where no candidate ran
     by_hardness: dict[str, tuple[int, int]]  # level -> (questions, right)
     nonempty: tuple[int, int] = (0, 0)  # (questions, right) among those whose gold result is not empty
+    reliability: tuple["Bin", ...] = ()  # answered questions by the confidence edgesql gave them
 
     @property
     def ex(self) -> float | None:
@@ -137,9 +179,11 @@ def summarize(records, candidates: int) -> Summary:
         questions[level] += 1
         right[level] += outcome.right
     levels = [lv for lv in LEVELS if questions[lv]] + (["unknown"] if questions["unknown"] else [])
+    pairs = [(o.confidence, o.right) for o in (next(o for o in r.outcomes if o.candidates == candidates)
+                                                for r in records) if o.confidence is not None]
     return Summary(candidates, len(records), totals["right"], totals["valid"], totals["invalid"], totals["failed"],
                    totals["no_answer"], {lv: (questions[lv], right[lv]) for lv in levels},
-                   (totals["nonempty"], totals["nonempty_right"]))
+                   (totals["nonempty"], totals["nonempty_right"]), reliability(pairs))
 
 
 def percentile(values: list[float], quantile: float) -> float | None:
@@ -195,6 +239,8 @@ def report_to_dict(report: Report) -> dict:
             "failed_share": rate(s.share(s.failed)), "no_answer": s.no_answer,
             "hardness": {level: {"questions": n, "right": r, "ex": rate(r / n if n else None)}
                          for level, (n, r) in s.by_hardness.items()},
+            "reliability": [{"confidence": b.label, "questions": b.questions, "right": b.right, "ex": rate(b.ex),
+                             "mean_confidence": b.confidence} for b in s.reliability],
         })
     return {
         "edgesql": __version__,
@@ -229,7 +275,8 @@ def record_to_dict(record: Record) -> dict:
         "error": record.error, "seconds": record.seconds,
         "tokens": record.tokens, "costs": record.costs,
         "answers": [{"candidates": o.candidates, "sql": o.sql, "right": o.right, "votes": o.votes, "valid": o.valid,
-                     "invalid": o.invalid, "failed": o.failed, "error": o.error} for o in record.outcomes],
+                     "invalid": o.invalid, "failed": o.failed, "error": o.error, "confidence": o.confidence,
+                     "signals": o.signals} for o in record.outcomes],
     }
 
 

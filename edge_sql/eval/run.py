@@ -110,6 +110,8 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
                 candidates=k, sql=line, right=scored[line][0], votes=answer.votes, valid=answer.ballot.valid,
                 invalid=sum(kinds[kind] for kind in INVALID), failed=sum(kinds[kind] for kind in FAILED),
                 error=scored[line][1] if answer.sql is not None else "no valid candidate",
+                confidence=None if answer.confidence is None else round(answer.confidence, 4),
+                signals=None if answer.signals is None else answer.signals.to_dict(),
             ))
         records.append(replace(record, outcomes=tuple(outcomes), seconds=round(seconds, 4),
                                tokens=dict(deliberation.tokens), costs=costs))
