@@ -47,6 +47,61 @@ def test_a_follow_up_question_gets_the_previous_question_and_sql(session, fake_m
     assert "Previous question" not in model.calls[2]["prompt"]
 
 
+def test_a_standalone_question_after_another_is_asked_alone(session, fake_model):
+    """The question that names its own subject gets no context: the earlier filter cannot leak into its answer."""
+    model = fake_model("SELECT count(*) FROM customers")
+    notes = []
+    shell = session(model, note=notes.append)
+    shell.handle("Which customers signed up in 2023?")
+    shell.handle("Which customers are from Canada?")
+    assert "Previous question" not in model.calls[1]["prompt"]
+    assert notes == []
+
+
+def test_a_question_that_refers_back_gets_the_context_and_the_shell_says_so(session, fake_model):
+    model = fake_model("SELECT count(*) FROM customers")
+    notes = []
+    shell = session(model, note=notes.append)
+    shell.handle("Which customers signed up in 2023?")
+    shell.handle("How many of them are from Canada?")
+    assert ("Previous question: Which customers signed up in 2023?\nPrevious SQL: SELECT COUNT(*) FROM customers\n"
+            "Now: How many of them are from Canada?") in model.calls[1]["prompt"]
+    assert notes == ['(follow-up of the previous question: "them" points back)']
+
+
+def test_followup_and_new_force_either_way(session, fake_model):
+    model = fake_model("SELECT count(*) FROM customers")
+    notes = []
+    shell = session(model, note=notes.append)
+    assert shell.handle(".followup And in 2023?") == ("error: there is no previous question to follow up; "
+                                                      "ask one first")
+    shell.handle("How many customers are there?")
+    shell.handle(".new How many of them are from Canada?")  # it seems to follow up, but is asked alone
+    assert "Previous question" not in model.calls[1]["prompt"] and notes == []
+    shell.handle(".followup Which customers are from Canada?")  # it seems standalone, but follows up
+    assert "Previous question: How many of them are from Canada?" in model.calls[2]["prompt"]
+    assert notes == ["(follow-up of the previous question)"]
+    assert shell.handle(".followup").startswith("error: .followup needs a question")
+    assert shell.handle(".new").startswith("error: .new needs a question")
+    assert ".followup QUESTION" in shell.handle(".help") and ".new QUESTION" in shell.handle(".help")
+
+
+def test_the_command_says_on_stderr_which_question_follows_up(shop, fake_model):
+    """``edgesql shell`` end to end: answers on stdout, the follow-up note on stderr, the context in the prompt."""
+    from typer.testing import CliRunner
+
+    from edge_sql.cli.app import app
+
+    model = fake_model("SELECT count(*) FROM customers")
+    questions = "How many customers are there?\nWhich customers are from Canada?\nWhat about France?\n"
+    result = CliRunner().invoke(app, ["shell", "--db", str(shop), "--model", "fake", "-n", "1"], input=questions)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("SELECT COUNT(*) FROM customers") == 3
+    assert result.stderr.strip().splitlines()[-1] == '(follow-up of the previous question: opens with "what about")'
+    assert ["Previous question" in call["prompt"] for call in model.calls] == [False, False, True]
+    assert "Previous question: Which customers are from Canada?" in model.calls[2]["prompt"]
+
+
 def test_log_appends_every_question_of_the_session(session, fake_model, tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("EDGESQL_LOG", str(log))

@@ -250,7 +250,8 @@ def shell(
 
         session = Shell(database, loaded, load=load, candidates=candidates, temperature=temperature, seed=seed,
                         fmt=fmt, max_rows=max_rows, timeout=timeout, memory=memory, console=console,
-                        remedies=remedies, log=log, log_rows=log_rows, merger_for=merger_for, max_tokens=max_tokens)
+                        remedies=remedies, log=log, log_rows=log_rows, merger_for=merger_for, max_tokens=max_tokens,
+                        note=lambda text: stderr_console().print(text, style="dim", markup=False))
         if interactive:
             stderr_console().print(f"edgesql shell on {database.path.name} with {loaded.name}; .help for help, "
                                    ".quit or Ctrl-D to leave")

@@ -4,8 +4,10 @@
 to show; it knows nothing of terminals, so it is tested without one. :func:`run_loop` reads lines with readline,
 keeps the history across sessions and handles Ctrl-C (cancel the question) and Ctrl-D (leave).
 
-A question asked after an answer is sent with the previous question and its SQL as context, so that a follow-up
-("now only for 2023") can refer to them; ``.reset`` forgets them.
+A question that refers to the previous answer ("now only for 2023", "how many of them?"; ``steps/followup.py``
+decides) is sent with the previous question and its SQL as context, and the shell says so on stderr; a question that
+names its own subject is sent alone. ``.followup QUESTION`` and ``.new QUESTION`` force either way; ``.reset``
+forgets the previous question.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ from edge_sql.remedies import Remedies
 
 HELP = """\
 Type a question in plain English, or one of:
-  .schema           the schema as the model sees it
-  .sql QUERY        run QUERY through the guard and the read-only executor, as `edgesql run` does
-  .candidates N     sample N candidate queries for each question (1 = greedy)
-  .model NAME       switch to another preset, GGUF file or server URL
-  .format FORMAT    table, json or csv
-  .reset            forget the previous question (the next one is not a follow-up)
-  .help             this help
-  .quit             leave (Ctrl-D too); Ctrl-C cancels a question"""
+  .schema             the schema as the model sees it
+  .sql QUERY          run QUERY through the guard and the read-only executor, as `edgesql run` does
+  .candidates N       sample N candidate queries for each question (1 = greedy)
+  .model NAME         switch to another preset, GGUF file or server URL
+  .format FORMAT      table, json or csv
+  .followup QUESTION  ask QUESTION as a follow-up of the previous question, with it and its SQL as context
+  .new QUESTION       ask QUESTION alone, even if it seems to follow up the previous one
+  .reset              forget the previous question (the next one is not a follow-up)
+  .help               this help
+  .quit               leave (Ctrl-D too); Ctrl-C cancels a question"""
 
 #: The most candidates a question may sample (as ``ask --candidates``).
 MAX_CANDIDATES = 64
@@ -47,7 +51,7 @@ class Shell:
                  fmt: str = "table", max_rows: int = 100, timeout: float = 10.0, memory: int = 1024,
                  console: Callable[[io.StringIO], Console] | None = None, remedies: Remedies = Remedies(),
                  log: bool = False, log_rows: bool = False, merger_for: Callable[[Model], object] | None = None,
-                 max_tokens: int | None = None):
+                 max_tokens: int | None = None, note: Callable[[str], None] | None = None):
         from edge_sql.cli.output import FORMATS
 
         if fmt not in FORMATS:
@@ -62,6 +66,7 @@ class Shell:
         self.log, self.log_rows = log, log_rows  # append each answer to the question log (cli/log.py)
         self.console = console or (lambda buffer: Console(file=buffer, highlight=False, soft_wrap=False, width=100))
         self.context: tuple[str, str] | None = None  # the previous question and its SQL
+        self.note = note or (lambda text: None)  # what the session says beside the answers (stderr in a terminal)
         self.done = False
 
     # -- one line -----------------------------------------------------------------------------------------------------
@@ -84,6 +89,7 @@ class Shell:
         argument = argument.strip()
         commands = {".schema": self.schema, ".sql": self.sql, ".candidates": self.set_candidates,
                     ".model": self.set_model, ".format": self.set_format, ".reset": self.reset,
+                    ".followup": self.ask_follow_up, ".new": self.ask_new,
                     ".help": lambda _: HELP, ".quit": self.quit, ".exit": self.quit}
         if name not in commands:
             raise UsageError(f"unknown command {name}; .help lists the commands")
@@ -91,7 +97,9 @@ class Shell:
 
     # -- questions ----------------------------------------------------------------------------------------------------
 
-    def ask(self, question: str) -> str:
+    def ask(self, question: str, *, follow_up: bool | None = None) -> str:
+        """The answer to ``question``, sent with the previous question and its SQL when it refers to them
+        (``follow_up``: None lets ``steps/followup.refers_back`` decide; True or False forces it)."""
         from edge_sql.errors import NoValidCandidate
         from edge_sql.steps.generate import Sampling
         from edge_sql.cli.log import record
@@ -100,6 +108,7 @@ class Shell:
         from edge_sql.steps.question import clean_question
 
         question = clean_question(question)
+        context = self.context_for(question, follow_up)
         preset = self.model.preset
         sampling = Sampling(
             candidates=self.candidates or preset.candidates,
@@ -110,7 +119,7 @@ class Shell:
         limits = Limits(max_rows=self.max_rows, timeout=self.timeout, memory=self.memory)
         try:
             answer = ask(question, Setup(self.db, self.model, sampling, limits, self.remedies, self.merger),
-                         context=self.context)
+                         context=context)
         except NoValidCandidate as failure:
             if self.log and failure.answer is not None:
                 record(self.db.path, failure.answer, error=str(failure), rows=self.log_rows)
@@ -123,7 +132,32 @@ class Shell:
         return self.render(lambda console: print_answer(answer, self.fmt, max_rows=self.max_rows,
                                                         show_candidates=False, console=console))
 
+    def context_for(self, question: str, follow_up: bool | None) -> tuple[str, str] | None:
+        """The previous question and its SQL when ``question`` follows it up, said on :attr:`note`; else None."""
+        from edge_sql.steps.followup import refers_back
+
+        if self.context is None or follow_up is False:
+            return None
+        reason = None if follow_up else refers_back(question)
+        if not follow_up and reason is None:
+            return None
+        self.note(f"(follow-up of the previous question: {reason})" if reason else
+                  "(follow-up of the previous question)")
+        return self.context
+
     # -- dot-commands -------------------------------------------------------------------------------------------------
+
+    def ask_follow_up(self, question: str) -> str:
+        if not question:
+            raise UsageError(".followup needs a question, e.g. .followup and in 2023?")
+        if self.context is None:
+            raise UsageError("there is no previous question to follow up; ask one first")
+        return self.ask(question, follow_up=True)
+
+    def ask_new(self, question: str) -> str:
+        if not question:
+            raise UsageError(".new needs a question, e.g. .new How many orders are there?")
+        return self.ask(question, follow_up=False)
 
     def schema(self, _: str) -> str:
         from edge_sql.steps.schema import render_schema
