@@ -77,6 +77,12 @@ class Answer:
     def candidates(self) -> int:
         return len(self.ballot.entries)
 
+    @property
+    def ungrounded(self) -> tuple:
+        """The values the chosen query compares text columns with that no row holds (``steps/ground.py``), each with
+        the closest stored values: an answer that rests on one says so."""
+        return self.ballot.winner.ungrounded if self.ballot.winner else ()
+
 
 @dataclass(frozen=True)
 class Deliberation:

@@ -74,6 +74,7 @@ def answer_to_dict(answer: Answer, error: str | None = None) -> dict:
         "dialect": answer.dialect,
         "timings": answer.timings,
         "tokens": answer.tokens,
+        "ungrounded": [lookup.to_dict() for lookup in answer.ungrounded],
         "confidence": None if answer.confidence is None else round(answer.confidence, 4),
         "signals": None if answer.signals is None else answer.signals.to_dict(),
     }
@@ -142,15 +143,19 @@ def print_answer(answer: Answer, fmt: str, *, max_rows: int, show_candidates: bo
     if fmt == "json":
         print_json(answer_to_dict(answer))
         return
+    warnings = [lookup.message() for lookup in answer.ungrounded]  # values no row holds: the rows rest on them
     if fmt == "csv":
         print_csv(answer.columns, answer.rows)
+        sys.stderr.write("".join(f"edgesql: {line}\n" for line in warnings))
         return
     if fmt == "markdown":
-        print_markdown(answer.columns, answer.rows, sql=answer.sql, note=footer(answer))
+        print_markdown(answer.columns, answer.rows, sql=answer.sql, note="\n\n".join([footer(answer), *warnings]))
         return
     print_sql(console, answer.sql)
     print_result_table(console, answer.columns, answer.rows, answer.truncated, max_rows)
     console.print(Text(footer(answer), style="dim"))
+    for line in warnings:
+        console.print(Text(line, style="yellow"))
     if show_candidates:
         print_ballot(console, answer)
 
@@ -184,6 +189,7 @@ def print_ballot(console: Console, answer: Answer) -> None:
         detail = entry.verdict.sql or entry.candidate.sql or entry.candidate.text.strip() or "(nothing)"
         if entry.verdict.error:
             detail += f"\n{entry.verdict.error}"
+        detail += "".join(f"\n{lookup.message()}" for lookup in entry.ungrounded)
         winner = entry is answer.ballot.winner
         cells = (str(index), entry.stage) if rounds else (str(index),)
         table.add_row(*cells, str(entry.votes), entry.verdict.kind, Text(detail, style="bold" if winner else ""))

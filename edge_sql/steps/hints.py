@@ -254,12 +254,19 @@ def as_text(value) -> str | None:
 _STORES: dict[tuple, StoredValues] = {}
 
 
-def stored_values(db: Database) -> StoredValues:
-    """The values read from ``db``'s file so far, shared by every question asked of the same unchanged file."""
+def file_key(db: Database) -> tuple | None:
+    """What names ``db``'s file as it is now (its path, modification time and size); None when it cannot be read."""
     try:
         stat = Path(db.path).stat()
-        key = (str(Path(db.path).resolve()), stat.st_mtime_ns, stat.st_size)
     except OSError:
+        return None
+    return str(Path(db.path).resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def stored_values(db: Database) -> StoredValues:
+    """The values read from ``db``'s file so far, shared by every question asked of the same unchanged file."""
+    key = file_key(db)
+    if key is None:
         return StoredValues()
     if key not in _STORES:
         while len(_STORES) >= CACHED_FILES:

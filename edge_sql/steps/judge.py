@@ -1,6 +1,6 @@
-"""Judge candidates: validate each one against the schema and run the valid ones under the query limits, as they
-come (``EarlyStop`` says stop once a strict majority agree) or all at once; and say which failure came nearest to
-an answer when none ran."""
+"""Judge candidates: validate each one against the schema, run the valid ones under the query limits and look up
+the values each one that ran compares text columns with (``steps/ground.py``), as they come (``EarlyStop`` says
+stop once a strict majority agree) or all at once; and say which failure came nearest to an answer when none ran."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from edge_sql.errors import QueryFailed, QueryTimeout
 from edge_sql.steps.database import Database
 from edge_sql.steps.execute import DEFAULT_MEMORY, execute
+from edge_sql.steps.ground import ground
 from edge_sql.steps.validate import (EXECUTION_ERROR, PARSE_ERROR, REFUSED, STOPPED, TIMEOUT, UNKNOWN_COLUMN,
                                      UNKNOWN_TABLE, Verdict, validate)
 from edge_sql.steps.vote import Ballot, Entry, result_key
@@ -27,11 +28,13 @@ class Limits:
 
 
 def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str, float] | None = None) -> list[Entry]:
-    """Validate each candidate and run the valid ones: one unvoted :class:`Entry` a candidate, in order.
+    """Validate each candidate, run the valid ones and look up their values: one unvoted :class:`Entry` a
+    candidate, in order.
 
-    The seconds spent validating and executing are added to ``timings`` under ``validate`` and ``execute``.
+    The seconds spent validating, executing and looking values up are added to ``timings`` under ``validate``,
+    ``execute`` and ``ground``.
     """
-    entries, validate_seconds, execute_seconds = [], 0.0, 0.0
+    entries, validate_seconds, execute_seconds, ground_seconds = [], 0.0, 0.0, 0.0
     for candidate in candidates:
         clock = time.perf_counter()
         verdict = validate(candidate.sql, db.schema)
@@ -39,7 +42,7 @@ def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str
             verdict = verdict.failed(verdict.kind, "the model was still reasoning when its token budget ran out: "
                                      "give it more with --max-tokens")
         validate_seconds += lap(clock)
-        result = None
+        result, lookups = None, ()
         if verdict.ok:
             clock = time.perf_counter()
             try:
@@ -50,10 +53,15 @@ def judge(candidates, db: Database, limits: Limits = Limits(), timings: dict[str
             except QueryFailed as error:
                 verdict = verdict.failed(EXECUTION_ERROR, str(error))
             execute_seconds += lap(clock)
-        entries.append(Entry(candidate, verdict, result))
+        if result is not None:
+            clock = time.perf_counter()
+            lookups = ground(verdict.sql, db, timeout=limits.timeout, memory=limits.memory)
+            ground_seconds += lap(clock)
+        entries.append(Entry(candidate, verdict, result, lookups=lookups))
     if timings is not None:
         timings["validate"] = round(timings.get("validate", 0.0) + validate_seconds, 4)
         timings["execute"] = round(timings.get("execute", 0.0) + execute_seconds, 4)
+        timings["ground"] = round(timings.get("ground", 0.0) + ground_seconds, 4)
     return entries
 
 
@@ -82,7 +90,8 @@ def describe_failure(ballot: Ballot) -> str:
 
 
 class EarlyStop:
-    """Judges candidates as they finish, and says stop once a strict majority of all N agree on a result."""
+    """Judges candidates as they finish, and says stop once a strict majority of all N agree on a result (a
+    candidate comparing a column with a value no row holds does not count towards it: a later one may find it)."""
 
     def __init__(self, db: Database, limits: Limits, candidates: int):
         self.db, self.limits, self.candidates = db, limits, candidates
@@ -93,7 +102,7 @@ class EarlyStop:
     def __call__(self, index: int, candidate) -> bool:
         (entry,) = judge([candidate], self.db, self.limits, self.timings)
         self.judged[index] = entry
-        if entry.result is None:
+        if entry.result is None or entry.ungrounded:
             return False
         key = result_key(entry.result, entry.verdict.ordered)
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -109,7 +118,7 @@ class EarlyStop:
                 entries.append(replace(self.judged[index], candidate=candidate))
             else:
                 entries.extend(judge([candidate], self.db, self.limits, self.timings))
-        for step in ("validate", "execute"):
+        for step in ("validate", "execute", "ground"):
             timings[step] = round(timings.get(step, 0.0) + self.timings.get(step, 0.0), 4)
         return entries
 

@@ -5,6 +5,12 @@ after rounding to 6 decimal places, so ``2`` and ``2.0000000001`` agree. The lar
 the group whose best candidate the model was most confident in (mean log-probability per token), then to the
 group seen first. Invalid or failing candidates cast no vote.
 
+A result that rests on a value no row holds loses to one that rests on stored values (``steps/ground.py``): when
+some candidate compares columns with values that are all stored, a group whose every candidate compares a column
+with a value that is not stored ranks below every other group, whatever its size; a group's candidate without such
+a value speaks for it. Without a grounded candidate (a question about a city no row holds, where 0 may be right)
+the vote is by size alone.
+
 >>> from edge_sql.steps.generate import Candidate
 >>> from edge_sql.steps.validate import VALID, Verdict
 >>> from edge_sql.steps.execute import Result
@@ -37,10 +43,21 @@ class Entry:
     result: Result | None = None
     votes: int = 0
     stage: str = "sample"  # the round it came from: "sample", "repair 1", "repair 2", …, "merge"
+    lookups: tuple = ()  # the values its query compares text columns with, looked up (``ground.Lookup``)
 
     @property
     def confidence(self) -> float:
         return self.candidate.logprob / max(1, self.candidate.tokens)
+
+    @property
+    def ungrounded(self) -> tuple:
+        """The lookups of values no row holds."""
+        return tuple(lookup for lookup in self.lookups if not lookup.grounded)
+
+    @property
+    def grounded(self) -> bool:
+        """Its query compares columns with values, and each one is stored (none known not to be)."""
+        return any(lookup.stored for lookup in self.lookups) and not self.ungrounded
 
 
 @dataclass(frozen=True)
@@ -64,13 +81,15 @@ def vote(entries: list[Entry]) -> Ballot:
             counted[index] = replace(entries[index], votes=len(members))
     if not groups:
         return Ballot(tuple(counted), None)
+    grounding = any(counted[i].grounded for members in groups.values() for i in members)
 
     def strength(members: list[int]):
+        trusted = not grounding or any(not counted[i].ungrounded for i in members)
         best = max(counted[i].confidence for i in members)
-        return (len(members), best, -members[0])
+        return (trusted, len(members), best, -members[0])
 
     chosen = max(groups.values(), key=strength)
-    representative = max(chosen, key=lambda i: (counted[i].confidence, -i))
+    representative = max(chosen, key=lambda i: (not counted[i].ungrounded, counted[i].confidence, -i))
     return Ballot(tuple(counted), counted[representative])
 
 
