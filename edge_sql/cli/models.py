@@ -31,14 +31,11 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def chosen_model(model: str | None, *, config: bool = True) -> str:
-    """The model that ``ask``, ``shell`` and ``eval`` run (:func:`edge_sql.weights.choose_model`: ``--model``, else
-    ``EDGESQL_MODEL``, else the config file's when ``config``, else the best installed preset, else
-    smollm2-135m-sql), named once on stderr unless ``--model`` named it. ``eval`` passes ``config=False``: it reads
-    no config file."""
+def chosen_model(model: str | None) -> str:
+    """``--model`` if given; otherwise the model ``ask`` defaults to, saying on stderr which one and why."""
     from edge_sql.weights import choose_model
 
-    choice = choose_model(model, config=config)
+    choice = choose_model(model)
     if choice.notice:
         say(choice.notice)
     return choice.model
@@ -105,16 +102,13 @@ def list_models(fmt: FormatOpt = "table") -> None:
     from edge_sql.weights import choose_model
 
     check_format(fmt)
-    choice = choose_model(None, config=True)
-    default = choice.model
+    default = choose_model(None).model
     rows = sorted((describe_preset(p, default) for p in load_presets().values()), key=lambda r: (r["download_size"],
                                                                                                    r["name"]))
     if fmt == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    who = ("ask and shell (the config file's; eval reads none)" if choice.from_config_file
-           else "ask, shell and eval")
-    table = Table(caption=f"* run by {who} without --model · downloads go to {hub_cache_dir()}",
+    table = Table(caption=f"* used by ask when --model is not given · downloads go to {hub_cache_dir()}",
                   caption_justify="left")
     for column in ("name", "size", "installed", "params", "quant", "protocol", "license", "published accuracy"):
         table.add_column(column, overflow="fold")
