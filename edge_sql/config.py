@@ -66,7 +66,6 @@ DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature":
                                "constrain": Remedies().constrain, "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
                                "prune": Remedies().prune, "hints": Remedies().hints}
 DEFAULT_WORDS = {
-    "model": "the best installed preset, else smollm2-135m-sql",
     "candidates": "the preset's",
     "temperature": "the preset's",
     "threads": "the physical cores this process may use",

@@ -325,7 +325,7 @@ def weights_path(preset: Preset) -> Path:
     raise ModelError(f"the preset {preset.name!r} has no local weights; pass --model path/to/model.gguf")
 
 
-# --- which model ask uses ---------------------------------------------------------------------------------------------
+# --- which model a command runs ---------------------------------------------------------------------------------------
 
 
 def best_installed() -> Preset | None:
@@ -334,32 +334,54 @@ def best_installed() -> Preset | None:
     return next((preset for preset in ranked if installed(preset)), None)
 
 
-def best_download() -> Preset:
-    """The preset to suggest downloading: the highest-ranked one ``edgesql models pull`` can fetch."""
-    return max((p for p in load_presets().values() if p.kind == "gguf"), key=lambda p: (p.rank, p.name))
+#: Where a model chosen without ``--model`` came from, as ``edgesql config show`` and the stderr line say it.
+BEST_INSTALLED = "the best installed preset"
+DEFAULT = "default"
+NOTHING_INSTALLED = "default; no preset is installed"
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The model ``ask`` uses: a preset name or a path, and the one line that tells the user why (may be empty)."""
+    """The model a command runs (a preset name, a path or a URL), where that came from (``--model``,
+    ``EDGESQL_MODEL``, the config file's path, :data:`BEST_INSTALLED` or :data:`DEFAULT`), and the short line that
+    names it on stderr (empty when ``--model`` named it: the user knows).
+
+    >>> Choice("smollm2-135m-sql", DEFAULT).notice
+    'model smollm2-135m-sql (default)'
+    >>> Choice("mine.gguf").notice
+    ''
+    """
 
     model: str
-    notice: str = ""
+    source: str = "--model"
+
+    @property
+    def from_config_file(self) -> bool:
+        return self.source not in ("--model", "EDGESQL_MODEL", BEST_INSTALLED, DEFAULT, NOTHING_INSTALLED)
+
+    @property
+    def notice(self) -> str:
+        if self.source == "--model":
+            return ""
+        return f"model {self.model} ({'the config file' if self.from_config_file else self.source})"
 
 
-def choose_model(model: str | None) -> Choice:
-    """``--model`` when given, else ``EDGESQL_MODEL``, else the best installed preset, else edgesql's own model."""
+def choose_model(model: str | None, *, config: bool = False) -> Choice:
+    """The model ``ask``, ``shell``, ``eval`` and ``schema`` run: ``--model`` when given, else ``EDGESQL_MODEL``,
+    else (with ``config``) the config file's ``model``, else the best installed preset, else edgesql's own model
+    (:data:`~edge_sql.preset.DEFAULT_PRESET`). The same order as :func:`edge_sql.config.resolve`."""
     if model:
         return Choice(model)
-    more = "edgesql models list shows every model"
     if os.environ.get("EDGESQL_MODEL"):
-        chosen = os.environ["EDGESQL_MODEL"]
-        return Choice(chosen, f"using {chosen} (from EDGESQL_MODEL); {more}")
+        return Choice(os.environ["EDGESQL_MODEL"], "EDGESQL_MODEL")
+    if config:
+        from edge_sql.config import config_path, read_config
+
+        path = config_path()
+        chosen = read_config(path).get("model")
+        if chosen:
+            return Choice(chosen, str(path))
     best = best_installed()
-    if best is not None and best.name != DEFAULT_PRESET:
-        return Choice(best.name, f"using {best.name}, the best installed model; --model or EDGESQL_MODEL "
-                                 f"chooses another, {more}")
-    better = best_download()
-    return Choice(DEFAULT_PRESET, f"using {DEFAULT_PRESET}, edgesql's own 135M SQL model (small: right on simple "
-                                  f"questions, often wrong on joins); for better answers: edgesql models pull "
-                                  f"{better.name} ({more})")
+    if best is None:
+        return Choice(DEFAULT_PRESET, NOTHING_INSTALLED)
+    return Choice(best.name, DEFAULT if best.name == DEFAULT_PRESET else BEST_INSTALLED)

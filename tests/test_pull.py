@@ -188,7 +188,7 @@ def test_a_new_user_pulls_a_preset_lists_it_asks_with_it_and_removes_it(hub, tin
     asked = runner.invoke(app, ["ask", "--db", str(shop), "How many customers?", "-n", "1", "--format", "json"])
     assert asked.exit_code in (0, 5), asked.output  # a random model: any documented ending
     assert json.loads(asked.stdout)["model"] == "qwen2.5-coder-0.5b"
-    assert "using qwen2.5-coder-0.5b, the best installed model" in asked.stderr
+    assert "edgesql: model qwen2.5-coder-0.5b (the best installed preset)\n" in asked.stderr
 
     info = runner.invoke(app, ["models", "info", "qwen2.5-coder-0.5b", "--format", "json"])
     assert info.exit_code == 0 and json.loads(info.stdout)["preset"] == "qwen2.5-coder-0.5b"

@@ -289,7 +289,7 @@ def test_edgesql_model_may_be_a_url_and_schema_renders_as_its_preset_says(shop):
     with ModelServer(models=["SS-350M-SQL-Strict"]) as served:
         result = runner.invoke(app, ["ask", "--db", str(shop), QUESTION], env={"EDGESQL_MODEL": served.url})
         assert result.exit_code == 0, result.output
-        assert f"using {served.url} (from EDGESQL_MODEL)" in result.stderr
+        assert f"edgesql: model {served.url} (EDGESQL_MODEL)\n" in result.stderr
         strict = runner.invoke(app, ["schema", "--db", str(shop), "--model", served.url + "?preset=ss-350m-sql-strict"])
         assert strict.exit_code == 0 and strict.stdout.startswith("Table ")
 

@@ -59,8 +59,7 @@ def ask(
 
     check_format(fmt)
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
-    model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
-                                                                           memory, threads)
+    candidates, temperature, timeout, memory, threads = configured(candidates, temperature, timeout, memory, threads)
     model_timeout, max_tokens, merge_model = from_config(model_timeout=model_timeout, max_tokens=max_tokens,
                                                          merge_model=merge_model)
     question = clean_question(question)
@@ -116,7 +115,8 @@ def ask(
 
 
 def load_chosen(model: str | None, threads: int | None, model_timeout: float | None = None):
-    """The model that --model, EDGESQL_MODEL or the installed presets choose (saying which), loaded."""
+    """The model that --model, EDGESQL_MODEL, the config file or the installed presets choose (saying which),
+    loaded."""
     from edge_sql.backends import load_model
 
     name = chosen_model(model)
@@ -144,9 +144,10 @@ def schema(
     from edge_sql.steps.database import open_database
     from edge_sql.preset import GENERIC, get_preset
     from edge_sql.steps.schema import render_schema
+    from edge_sql.weights import choose_model
 
     with open_database(db) as database:
-        name = chosen_model(model)
+        name = choose_model(model, config=True).model  # ask's model, unsaid: schema only renders as its preset says
         if name.lower().startswith(("http://", "https://")):  # a server: the preset it is asked with
             from edge_sql.backends import load_model
 
@@ -158,7 +159,7 @@ def schema(
             from edge_sql.steps.focus import focus_schema, pruning_note
             from edge_sql.steps.question import clean_question
 
-            remedies = chosen_remedies(None, None, None, None, prune, hints)
+            remedies = chosen_remedies(None, None, None, None, prune, hints, preset=preset)
             question = clean_question(question)
             shown = focus_schema(database, question, prune=remedies.prune)
             if remedies.hints:
@@ -228,8 +229,7 @@ def shell(
 
     check_format(fmt)
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
-    model, candidates, temperature, timeout, memory, threads = configured(model, candidates, temperature, timeout,
-                                                                           memory, threads)
+    candidates, temperature, timeout, memory, threads = configured(candidates, temperature, timeout, memory, threads)
     model_timeout, max_tokens, merge_model = from_config(model_timeout=model_timeout, max_tokens=max_tokens,
                                                          merge_model=merge_model)
     interactive = sys.stdin.isatty()

@@ -14,14 +14,18 @@ import typer
 from rich.console import Console
 
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, EdgeSQLError, UsageError
+from edge_sql.preset import DEFAULT_PRESET
 
 
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite or DuckDB file to query (opened read-only).",
                                      show_default=False)]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="A preset name, the path of a GGUF file, or "
-                     "the URL of an OpenAI-compatible server (http://host:port/v1). [default: EDGESQL_MODEL, else the "
-                     "best installed preset, else smollm2-135m-sql]", show_default=False)]
+MODEL_HELP = "A preset name, the path of a GGUF file, or the URL of an OpenAI-compatible server (http://host:port/v1)."
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", show_default=False, help=f"{MODEL_HELP} [default: "
+                     f"EDGESQL_MODEL, else the config file's, else the best installed preset, else {DEFAULT_PRESET}]")]
+EvalModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", show_default=False, help=f"{MODEL_HELP} "
+                         f"[default: ask's: EDGESQL_MODEL, else the best installed preset, else {DEFAULT_PRESET} "
+                         f"(eval reads no config file)]")]
 ModelTimeoutOpt = Annotated[float, typer.Option("--model-timeout", min=0.1, help="Seconds a model server (--model URL) "
                             "may take to answer one candidate, queueing included.")]
 SettingModelTimeoutOpt = Annotated[Optional[float], typer.Option("--model-timeout", min=0.1, show_default=False,
@@ -104,16 +108,14 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def configured(model, candidates, temperature, timeout, memory, threads) -> tuple:
-    """The flags, with what the config file sets for those not given (see ``edgesql config show``)."""
+def configured(candidates, temperature, timeout, memory, threads) -> tuple:
+    """The flags, with what the config file sets for those not given (see ``edgesql config show``); the model is
+    ``models.chosen_model``'s to choose."""
     from edge_sql.config import effective_settings
 
-    settings = effective_settings(model=model, candidates=candidates, temperature=temperature, timeout=timeout,
-                                  memory=memory, threads=threads)
-    if settings["model"].source == "EDGESQL_MODEL":  # chosen_model() reads it, and says so
-        settings["model"] = settings["model"].__class__("model", None, "EDGESQL_MODEL")
-    return tuple(settings[name].value for name in ("model", "candidates", "temperature", "timeout", "memory",
-                                                   "threads"))
+    settings = effective_settings(candidates=candidates, temperature=temperature, timeout=timeout, memory=memory,
+                                  threads=threads)
+    return tuple(settings[name].value for name in ("candidates", "temperature", "timeout", "memory", "threads"))
 
 
 def from_config(**flags) -> tuple:

@@ -17,7 +17,7 @@ config_app = typer.Typer(help="The config file: defaults for ask and shell that 
 def config_show() -> None:
     """Print each setting's effective value and where it comes from (flag, environment, config file, the model's
     preset, default)."""
-    from edge_sql.config import DEFAULT_WORDS, config_path, effective_settings
+    from edge_sql.config import DEFAULT_WORDS, Setting, config_path, effective_settings
     from edge_sql.preset import get_preset
     from edge_sql.weights import choose_model
 
@@ -25,9 +25,12 @@ def config_show() -> None:
     sys.stdout.write(f"config file: {path}{'' if path.exists() else ' (none)'}\n")
     flags = dict(model=None, candidates=None, temperature=None, timeout=None, memory=None, threads=None,
                  model_timeout=None, max_tokens=None, merge_model=None, constrain=None, grammar=None, repair=None, merge=None, prune=None, hints=None)
-    preset = get_preset(choose_model(effective_settings(**flags)["model"].value).model)
+    choice = choose_model(None, config=True)  # the model ask and shell run, and why: as they say it on stderr
+    preset = get_preset(choice.model)
     recommended = ("", {}) if preset is None else (preset.name, preset.remedies)
     for setting in effective_settings(recommended, **flags).values():
+        if setting.name == "model":
+            setting = Setting("model", choice.model, choice.source)
         value = DEFAULT_WORDS.get(setting.name) if setting.value is None else setting.value
         sys.stdout.write(f"{setting.name} = {value}  ({setting.source})\n")
 

@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import (MemoryOpt, ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status, stderr_console,
-                                 stdout_console)
+from edge_sql.cli.common import (EvalModelOpt, MemoryOpt, ModelTimeoutOpt, TemperatureOpt, ThreadsOpt, status,
+                                 stderr_console, stdout_console)
+from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import (ConstrainOpt, GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt, RepairOpt,
                                   RepairRoundsOpt, chosen_merger, chosen_remedies)
 
@@ -40,9 +41,7 @@ def eval_command(
                                                  "query, db}.", show_default=False)] = None,
     parts: Annotated[Optional[list[Path]], typer.Argument(metavar="[REPORT]...", show_default=False,
                                                           help="With --combine: the shard reports to merge.")] = None,
-    model: Annotated[str, typer.Option("--model", "-m",
-                                       help="A preset name, the path of a GGUF file, or the URL of "
-                                       "an OpenAI-compatible server (http://host:port/v1).")] = "smollm2-135m",
+    model: EvalModelOpt = None,  # ask's default model; a measurement reads no config file, so not its model either
     candidates: Annotated[str, typer.Option("--candidates", "-n", metavar="COUNTS",
                                             help="Candidate counts to score, comma-separated: 1 = greedy, 5 = vote "
                                             "of 5; one sampling pass serves them all.")] = "1,5",
@@ -82,7 +81,8 @@ def eval_command(
     combine: Annotated[bool, typer.Option("--combine", help="Merge the reports of a --shard run (given as "
                                           "arguments) into the report of one run, and print it.")] = False,
 ) -> None:
-    """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it."""
+    """Measure execution accuracy (EX) on a Spider, BIRD or JSONL dataset, scored as Spider's evaluator scores it.
+    Without --model it measures the model ask runs (named on stderr); it reads no config file."""
     if combine or parts:
         return combine_command(parts or [], data, shard, report, predictions)
     if data is None:
@@ -104,6 +104,7 @@ def eval_command(
     part = None if shard is None else parse_shard(shard)
     if part is not None:
         examples = shard_examples(examples, part)
+    model = chosen_model(model, config=False)
     with status("Loading the model…"):
         loaded = load_model(model, threads=threads, timeout=model_timeout)
     if workers > 1 and not getattr(loaded, "concurrent", False):

@@ -31,11 +31,14 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def chosen_model(model: str | None) -> str:
-    """``--model`` if given; otherwise the model ``ask`` defaults to, saying on stderr which one and why."""
+def chosen_model(model: str | None, *, config: bool = True) -> str:
+    """The model that ``ask``, ``shell`` and ``eval`` run (:func:`edge_sql.weights.choose_model`: ``--model``, else
+    ``EDGESQL_MODEL``, else the config file's when ``config``, else the best installed preset, else
+    smollm2-135m-sql), named once on stderr unless ``--model`` named it. ``eval`` passes ``config=False``: it reads
+    no config file."""
     from edge_sql.weights import choose_model
 
-    choice = choose_model(model)
+    choice = choose_model(model, config=config)
     if choice.notice:
         say(choice.notice)
     return choice.model
@@ -102,13 +105,16 @@ def list_models(fmt: FormatOpt = "table") -> None:
     from edge_sql.weights import choose_model
 
     check_format(fmt)
-    default = choose_model(None).model
+    choice = choose_model(None, config=True)
+    default = choice.model
     rows = sorted((describe_preset(p, default) for p in load_presets().values()), key=lambda r: (r["download_size"],
                                                                                                    r["name"]))
     if fmt == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(caption=f"* used by ask when --model is not given · downloads go to {hub_cache_dir()}",
+    who = ("ask and shell (the config file's; eval reads none)" if choice.from_config_file
+           else "ask, shell and eval")
+    table = Table(caption=f"* run by {who} without --model · downloads go to {hub_cache_dir()}",
                   caption_justify="left")
     for column in ("name", "size", "installed", "params", "quant", "protocol", "license", "published accuracy"):
         table.add_column(column, overflow="fold")

@@ -1,6 +1,8 @@
 """The options that switch the pipeline's remedies (``pipeline.Remedies``), shared by ``ask``, ``shell`` and ``eval``.
 
-A flag left out keeps the measured default (README, "What makes a small model right more often").
+A flag left out keeps the config file's setting (not read by ``eval``), else what the model's preset recommends (its
+``[remedies]``), else the measured default (README, "What makes a small model right more often"); each option's help
+names the presets that recommend another value than the default, read from the presets themselves.
 """
 
 from __future__ import annotations
@@ -18,33 +20,64 @@ def on_off(value: bool) -> str:
     return "on" if value else "off"
 
 
+def words(value) -> str:
+    """A remedy's value as help says it: on or off, or the prune mode."""
+    return value if isinstance(value, str) else on_off(bool(value))
+
+
+def default_words(name: str) -> str:
+    """A remedy's default as its help says it: the built-in one, then the presets that recommend another (the
+    default model's first), as ``edgesql config show`` resolves it.
+
+    >>> default_words("grammar")
+    'on; off for smollm2-135m-sql (the default model), slm-sql-0.5b, slm-sql-1.5b: their presets say so'
+    >>> default_words("merge")
+    'off; on for slm-sql-0.5b, slm-sql-1.5b: their presets say so'
+    >>> default_words("prune")
+    'auto'
+    """
+    from edge_sql.preset import DEFAULT_PRESET, load_presets
+
+    built_in = words(getattr(DEFAULTS, name))
+    others: dict[str, list[str]] = {}
+    presets = sorted(load_presets().values(), key=lambda p: (p.name != DEFAULT_PRESET, p.name))
+    for preset in presets:
+        if name in preset.remedies and words(preset.remedies[name]) != built_in:
+            label = preset.name + (" (the default model)" if preset.name == DEFAULT_PRESET else "")
+            others.setdefault(words(preset.remedies[name]), []).append(label)
+    if not others:
+        return built_in
+    return f"{built_in}; " + "; ".join(f"{value} for {', '.join(names)}" for value, names in others.items()) + (
+        ": their presets say so")
+
+
 GrammarOpt = Annotated[Optional[bool], typer.Option(
     "--grammar/--no-grammar", show_default=False,
     help=f"Decode under a grammar built from the schema: only real tables and columns can be written. "
-         f"[default: {on_off(DEFAULTS.grammar)}]")]
+         f"[default: {default_words('grammar')}]")]
 ConstrainOpt = Annotated[Optional[bool], typer.Option(
     "--constrain/--no-constrain", show_default=False,
     help=f"Check every token as it is decoded: a candidate can only name tables and aliases that exist and put each "
-         f"column on a table that has it, and ends only as a valid query. [default: {on_off(DEFAULTS.constrain)}]")]
+         f"column on a table that has it, and ends only as a valid query. [default: {default_words('constrain')}]")]
 RepairOpt = Annotated[Optional[bool], typer.Option(
     "--repair/--no-repair", show_default=False,
     help=f"When no candidate runs, ask again with the failing SQL, its error and the valid names. "
-         f"[default: {on_off(bool(DEFAULTS.repair))}]")]
+         f"[default: {default_words('repair')}]")]
 RepairRoundsOpt = Annotated[Optional[int], typer.Option(
     "--repair-rounds", min=1, max=MAX_REPAIR_ROUNDS, show_default=False,
     help=f"The most rounds of repair (implies --repair). [default: {max(1, DEFAULTS.repair)}]")]
 MergeOpt = Annotated[Optional[bool], typer.Option(
     "--merge/--no-merge", show_default=False,
     help=f"When no result has a majority, ask the model to settle between the two most-voted queries. "
-         f"[default: {on_off(DEFAULTS.merge)}]")]
+         f"[default: {default_words('merge')}]")]
 PruneOpt = Annotated[Optional[str], typer.Option(
     "--prune", metavar="auto|always|never", show_default=False,
     help=f"Show the model only the tables and columns relevant to the question: auto = only when the whole schema "
-         f"does not fit the model. [default: {DEFAULTS.prune}]")]
+         f"does not fit the model. [default: {default_words('prune')}]")]
 HintsOpt = Annotated[Optional[bool], typer.Option(
     "--hints/--no-hints", show_default=False,
     help=f"Show the model the stored values closest to words of the question (e.g. 'Sales' for \"sales "
-         f"department\"). [default: {on_off(DEFAULTS.hints)}]")]
+         f"department\"). [default: {default_words('hints')}]")]
 
 
 def chosen_remedies(grammar: bool | None, repair: bool | None, repair_rounds: int | None, merge: bool | None,

@@ -20,7 +20,9 @@ def train_command(
                                       "checkpoints; run the same command again to continue an interrupted run.",
                                       show_default=False)],
     base: Annotated[str, typer.Option("--base", help="The model to adapt: a preset, a GGUF file, or a Hugging Face "
-                                      "folder or repo id (Llama or Qwen2).")] = "smollm2-135m",
+                                      "folder or repo id (Llama or Qwen2). A training base, not the model ask runs: "
+                                      "the default, the untuned SmolLM2-135M-Instruct, is what ask's default "
+                                      "smollm2-135m-sql adapts.")] = "smollm2-135m",
     epochs: Annotated[float, typer.Option("--epochs", min=0.0001, help="Passes over the data (a fraction is a part of "
                                           "one).")] = 1.0,
     rank: Annotated[int, typer.Option("--rank", min=1, max=256, help="LoRA rank.")] = 16,
