@@ -179,7 +179,8 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     for result in report["results"]:
         assert set(result) == {"candidates", "label", "questions", "right", "ex", "nonempty_questions",
                                "nonempty_right", "ex_nonempty", "valid", "invalid", "failed", "valid_share",
-                               "invalid_share", "failed_share", "no_answer", "hardness", "reliability"}
+                               "invalid_share", "failed_share", "no_answer", "hardness", "kind", "reliability"}
+        assert result["kind"] == {}  # Spider questions carry no kind tag
         answered = sum(b["questions"] for b in result["reliability"])
         assert answered == result["questions"] - result["no_answer"]  # every answer has a confidence
         assert all(0.0 <= b["mean_confidence"] <= 1.0 for b in result["reliability"])
@@ -190,8 +191,8 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     assert set(report["tokens"]) == {"prompt", "generated", "prompt_per_second", "generated_per_second", "source"}
     assert report["tokens"]["prompt"] > 0 and report["peak_rss_mib"] > 0
     record = report["records"][1]
-    assert set(record) == {"index", "db_id", "question", "gold", "hardness", "gold_empty", "skipped", "error",
-                           "seconds", "tokens", "costs", "answers"}
+    assert set(record) == {"index", "db_id", "question", "gold", "hardness", "kind", "gold_empty", "skipped",
+                           "error", "seconds", "tokens", "costs", "answers"}
     assert record["hardness"] == "medium"
     assert [a["candidates"] for a in record["answers"]] == [1, 3]
     assert set(record["answers"][0]) == {"candidates", "sql", "right", "votes", "valid", "invalid", "failed", "error",
@@ -299,6 +300,26 @@ def test_jsonl_dataset_on_both_engines(shop, fake_model, tmp_path):
     assert report["dataset"]["layout"] == "jsonl"
     assert [r["answers"][0]["right"] for r in report["records"]] == [True, False]
 
+
+def test_a_jsonl_kind_tag_gives_ex_per_kind(shop, fake_model, tmp_path):
+    data = shop.parent / "tagged.jsonl"
+    lines = [{"question": "How many customers?", "query": "SELECT count(*) FROM customers", "db": shop.name,
+              "kind": "count"},
+             {"question": "How many products?", "query": "SELECT count(*) FROM products", "db": shop.name,
+              "kind": "count"},
+             {"question": "Which products cost over 10?", "query": "SELECT name FROM products WHERE price > 10",
+              "db": shop.name, "kind": "filter"},
+             {"question": "How many orders?", "query": "SELECT count(*) FROM orders", "db": shop.name}]
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    fake_model("SELECT count(*) FROM customers")  # right on the first question only
+    report_path = tmp_path / "r.json"
+    result = run_eval("--data", str(data), "--model", "fake", "-n", "1", "--report", str(report_path))
+    assert result.exit_code == 0, result.output
+    assert "EX by kind" in result.stdout and "filter" in result.stdout
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert [r["kind"] for r in report["records"]] == ["count", "count", "filter", None]
+    assert report["results"][0]["kind"] == {"count": {"questions": 2, "right": 1, "ex": 0.5},
+                                            "filter": {"questions": 1, "right": 0, "ex": 0.0}}
 
 def test_bird_layout_adds_the_evidence_and_compares_sets(tmp_path, fake_model):
     root = tmp_path / "bird"

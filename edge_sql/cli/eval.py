@@ -238,7 +238,8 @@ def describe(remedies, merge_model: str | None = None) -> str:
 
 
 def print_report(report, console) -> None:
-    """The report for people: EX per candidate count, EX per hardness level, then speed and memory."""
+    """The report for people: EX per candidate count, EX per hardness level and per kind (a JSONL set's tags), then
+    speed and memory."""
     from rich.table import Table
 
     from edge_sql.eval.hardness import LEVELS
@@ -275,6 +276,18 @@ def print_report(report, console) -> None:
             count = summaries[0].by_hardness[lv][0]
             by_level.add_row(lv, str(count), *(percent(s.by_hardness[lv][1] / count) for s in summaries))
         console.print(by_level)
+
+    kinds = list(summaries[0].by_kind) if summaries else []
+    if kinds:
+        by_kind = Table(title="EX by kind (the dataset's own tags)", title_justify="left")
+        by_kind.add_column("kind")
+        by_kind.add_column("questions", justify="right")
+        for s in summaries:
+            by_kind.add_column(s.label, justify="right")
+        for kind in kinds:
+            count = summaries[0].by_kind[kind][0]
+            by_kind.add_row(kind, str(count), *(percent(s.by_kind[kind][1] / count) for s in summaries))
+        console.print(by_kind)
 
     answered = [s for s in summaries if s.reliability]
     if answered:

@@ -40,7 +40,7 @@ def record_from_dict(item: dict) -> Record:
     return Record(index=item["index"], db_id=item["db_id"], question=item["question"], gold=item["gold"],
                   hardness=item.get("hardness"), outcomes=outcomes, skipped=item.get("skipped"),
                   error=item.get("error"), seconds=item.get("seconds", 0.0), tokens=item.get("tokens") or {},
-                  costs=item.get("costs") or {}, gold_empty=item.get("gold_empty"))
+                  costs=item.get("costs") or {}, gold_empty=item.get("gold_empty"), kind=item.get("kind"))
 
 
 def combine(paths: list[Path]) -> Report:

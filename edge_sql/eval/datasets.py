@@ -22,6 +22,7 @@ class Example:
     db_id: str
     db_path: Path  # the database the pipeline asks
     sql: dict | None = field(default=None, repr=False, compare=False)  # Spider's parse of the gold query, if given
+    kind: str | None = None  # a JSONL line's own tag ("kind": "dates", "joins", …): eval reports EX per kind
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,9 @@ def read_jsonl(path: Path):
             raise UsageError(f"{path}, line {number}: not a JSON object")
         db = Path(str(item.get("db", "")))
         db = db if db.is_absolute() else path.parent / db
-        yield Example(index, str(item.get("question", "")), str(item.get("query", "")), db.stem, db)
+        kind = item.get("kind")
+        yield Example(index, str(item.get("question", "")), str(item.get("query", "")), db.stem, db,
+                      kind=None if kind is None else str(kind))
         index += 1
 
 

@@ -47,6 +47,7 @@ class Record:
     tokens: dict[str, int] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)  # generate_seconds, and the model's counters if it has them
     gold_empty: bool | None = None  # the gold query returns no rows: any wrong query that returns none scores too
+    kind: str | None = None  # the dataset's own tag of the question (a JSONL line's "kind"), if it has one
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Summary:
     by_hardness: dict[str, tuple[int, int]]  # level -> (questions, right)
     nonempty: tuple[int, int] = (0, 0)  # (questions, right) among those whose gold result is not empty
     reliability: tuple["Bin", ...] = ()  # answered questions by the confidence edgesql gave them
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # a question's kind -> (questions, right)
 
     @property
     def ex(self) -> float | None:
@@ -168,7 +170,7 @@ class Report:
 
 
 def summarize(records, candidates: int) -> Summary:
-    totals, questions, right = Counter(), Counter(), Counter()
+    totals, questions, right, kinds = Counter(), Counter(), Counter(), {}
     for record in records:
         outcome = next(o for o in record.outcomes if o.candidates == candidates)
         if record.gold_empty is False:
@@ -178,12 +180,15 @@ def summarize(records, candidates: int) -> Summary:
         level = record.hardness or "unknown"
         questions[level] += 1
         right[level] += outcome.right
+        if record.kind is not None:
+            count, hits = kinds.get(record.kind, (0, 0))
+            kinds[record.kind] = (count + 1, hits + int(outcome.right))
     levels = [lv for lv in LEVELS if questions[lv]] + (["unknown"] if questions["unknown"] else [])
     pairs = [(o.confidence, o.right) for o in (next(o for o in r.outcomes if o.candidates == candidates)
                                                 for r in records) if o.confidence is not None]
     return Summary(candidates, len(records), totals["right"], totals["valid"], totals["invalid"], totals["failed"],
                    totals["no_answer"], {lv: (questions[lv], right[lv]) for lv in levels},
-                   (totals["nonempty"], totals["nonempty_right"]), reliability(pairs))
+                   (totals["nonempty"], totals["nonempty_right"]), reliability(pairs), dict(sorted(kinds.items())))
 
 
 def percentile(values: list[float], quantile: float) -> float | None:
@@ -239,6 +244,7 @@ def report_to_dict(report: Report) -> dict:
             "failed_share": rate(s.share(s.failed)), "no_answer": s.no_answer,
             "hardness": {level: {"questions": n, "right": r, "ex": rate(r / n if n else None)}
                          for level, (n, r) in s.by_hardness.items()},
+            "kind": {kind: {"questions": n, "right": r, "ex": rate(r / n)} for kind, (n, r) in s.by_kind.items()},
             "reliability": [{"confidence": b.label, "questions": b.questions, "right": b.right, "ex": rate(b.ex),
                              "mean_confidence": b.confidence} for b in s.reliability],
         })
@@ -271,7 +277,7 @@ def report_to_dict(report: Report) -> dict:
 def record_to_dict(record: Record) -> dict:
     return {
         "index": record.index, "db_id": record.db_id, "question": record.question, "gold": record.gold,
-        "hardness": record.hardness, "gold_empty": record.gold_empty, "skipped": record.skipped,
+        "hardness": record.hardness, "kind": record.kind, "gold_empty": record.gold_empty, "skipped": record.skipped,
         "error": record.error, "seconds": record.seconds,
         "tokens": record.tokens, "costs": record.costs,
         "answers": [{"candidates": o.candidates, "sql": o.sql, "right": o.right, "votes": o.votes, "valid": o.valid,

@@ -64,7 +64,7 @@ def evaluate_variants(example: Example, layout: str, metric: str, model: Model, 
            for v in variants):
         raise ValueError("variants must share constrain, grammar, prune and hints: they would prompt the model "
                          "differently")
-    record = Record(example.index, example.db_id, example.question, example.gold)
+    record = Record(example.index, example.db_id, example.question, example.gold, kind=example.kind)
     if not example.db_path.is_file():
         return [replace(record, skipped=f"database missing: {example.db_path}")] * len(variants)
     record = replace(record, hardness=hardness(example.sql) if example.sql else hardness_of(example.gold))
