@@ -17,6 +17,7 @@
     merge = false
     prune = "auto"      # auto, always or never
     hints = true
+    min_confidence = 0.8  # ask declines (exit 7) an answer less sure than this
 
 Each setting comes from, in order: its flag, then (for ``model``) ``EDGESQL_MODEL``, then the config file, then the
 built-in default.
@@ -56,6 +57,7 @@ SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
     "merge": (bool, None),
     "prune": (str, None),
     "hints": (bool, None),
+    "min_confidence": (float, (0.0, 1.0)),
 }
 #: The settings that take one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {"prune": PRUNE_MODES}
@@ -64,7 +66,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"prune": PRUNE_MODES}
 DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature": None, "timeout": 10.0, "memory": 1024,
                                "threads": None, "model_timeout": 300.0, "max_tokens": None, "merge_model": None,
                                "constrain": Remedies().constrain, "grammar": Remedies().grammar, "repair": Remedies().repair, "merge": Remedies().merge,
-                               "prune": Remedies().prune, "hints": Remedies().hints}
+                               "prune": Remedies().prune, "hints": Remedies().hints, "min_confidence": 0.0}
 DEFAULT_WORDS = {
     "candidates": "the preset's",
     "temperature": "the preset's",

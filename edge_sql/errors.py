@@ -19,6 +19,7 @@ EXIT_CODES: dict[int, str] = {
     4: "model problem",
     5: "no valid candidate",
     6: "query refused by the guard, timed out, or failed to run",
+    7: "answer less sure than --min-confidence (declined)",
     130: "interrupted",
     141: "output pipe closed",
 }
@@ -29,6 +30,7 @@ DATABASE = 3
 MODEL = 4
 NO_VALID_CANDIDATE = 5
 REFUSED = 6
+UNSURE = 7
 INTERRUPTED = 130
 BROKEN_PIPE = 141
 
@@ -68,6 +70,21 @@ class NoValidCandidate(EdgeSQLError):
 
     def __init__(self, message: str, answer=None):
         super().__init__(message)
+        self.answer = answer
+
+
+class Unsure(EdgeSQLError):
+    """The answer's confidence is below what the user asked for (``--min-confidence``): declined, its best guess kept.
+
+    >>> str(Unsure(0.42, 0.8))
+    'not sure enough to answer: confidence 42% is below --min-confidence 80% (--show-candidates shows the best guess)'
+    """
+
+    exit_code = UNSURE
+
+    def __init__(self, confidence: float, required: float, answer=None):
+        super().__init__(f"not sure enough to answer: confidence {confidence:.0%} is below --min-confidence "
+                         f"{required:.0%} (--show-candidates shows the best guess)")
         self.answer = answer
 
 

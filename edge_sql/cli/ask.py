@@ -15,7 +15,7 @@ from edge_sql.cli.common import (CandidatesOpt, DbOpt, FormatOpt, LogOpt, LogRow
 from edge_sql.cli.models import chosen_model
 from edge_sql.cli.options import (ConstrainOpt, GrammarOpt, HintsOpt, MaxTokensOpt, MergeModelOpt, MergeOpt, PruneOpt,
                                   RepairOpt, RepairRoundsOpt, chosen_merger, chosen_remedies)
-from edge_sql.errors import NoValidCandidate
+from edge_sql.errors import NoValidCandidate, Unsure
 
 
 def ask(
@@ -48,6 +48,11 @@ def ask(
     prune: PruneOpt = None,
     hints: HintsOpt = None,
     max_tokens: MaxTokensOpt = None,
+    min_confidence: Annotated[Optional[float], typer.Option(
+        "--min-confidence", min=0.0, max=1.0, show_default=False,
+        help="Decline to answer (exit 7, one line saying why) when edgesql's confidence in the answer is below "
+             "this, 0-1 (e.g. 0.8); --show-candidates or --format json still shows the best guess. [default: 0, "
+             "or the config file's min_confidence]")] = None,
 ) -> None:
     """Answer QUESTION about the database: generate candidate SQL, check it, run it read-only, vote by result."""
     from edge_sql.steps.database import open_database
@@ -60,8 +65,8 @@ def ask(
     check_format(fmt)
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
     candidates, temperature, timeout, memory, threads = configured(candidates, temperature, timeout, memory, threads)
-    model_timeout, max_tokens, merge_model = from_config(model_timeout=model_timeout, max_tokens=max_tokens,
-                                                         merge_model=merge_model)
+    model_timeout, max_tokens, merge_model, min_confidence = from_config(
+        model_timeout=model_timeout, max_tokens=max_tokens, merge_model=merge_model, min_confidence=min_confidence)
     question = clean_question(question)
     with isolate(open_database(db)) as database:
         loaded = load_chosen(model, threads, model_timeout)
@@ -98,6 +103,14 @@ def ask(
             from edge_sql.cli.log import record
 
             record(db, answer, rows=log_rows)
+        if answer.confidence is not None and answer.confidence < min_confidence:
+            declined = Unsure(answer.confidence, min_confidence, answer)
+            with writing_to(output):
+                if fmt == "json":
+                    print_json(answer_to_dict(answer, error=str(declined)))
+                elif show_candidates:
+                    print_answer(answer, fmt, max_rows=max_rows, show_candidates=fmt == "table", console=console)
+            raise declined
         explanation = None
         if explain:
             from edge_sql.steps.explain import explain as explain_sql
