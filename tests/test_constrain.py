@@ -72,6 +72,8 @@ WRITABLE = [
     "SELECT name, rank() OVER (PARTITION BY category ORDER BY price DESC) FROM products",
     'SELECT "first_name" FROM "customers" WHERE country LIKE \'%land\'',
     "SELECT avg(unit_price * quantity) FROM order_items WHERE order_id IN (1, 2, 3)",
+    "SELECT a.first_name FROM customers AS a",  # an alias written before FROM that AS begins with
+    "SELECT o.status FROM customers AS c JOIN orders AS o ON o.customer_id = c.customer_id",
     "SELECT count(DISTINCT status) FROM orders WHERE shipped_date IS NOT NULL AND order_date BETWEEN '2024-01-01' "
     "AND '2024-12-31'",
 ]

@@ -264,9 +264,12 @@ class Cursor(Clauses):
                 raise Refused
             return
         if expect in ("alias", "alias-or-end"):
-            if any(prefix != q and prefix.startswith(q) for q in frame.pending) or expect == "alias-or-end" and (
+            # a keyword may begin like an alias written before FROM: "a" then AS, "o" then ON or ORDER
+            keyword = expect == "alias-or-end" and any(k.startswith(prefix) for k in FROM_ENDS | {"as"})
+            glued = not keyword and any(prefix != q and prefix.startswith(q) for q in frame.pending)
+            if glued or expect == "alias-or-end" and (
                     any(prefix != k and prefix.startswith(k) for k in FROM_ENDS) or not ALIAS_LIKE.fullmatch(prefix)
-                    and not any(k.startswith(prefix) for k in FROM_ENDS | {"as"})):
+                    and not keyword):
                 raise Refused  # see check_alias
             return
         if expect in ("label", "cte"):
