@@ -23,15 +23,15 @@ def table(name: str, calibrations: dict, rows) -> None:
     bins = {label: {b.label: b for b in reliability([(c.probability(s), r) for s, r in rows])}
             for label, c in calibrations.items()}
     labels = sorted({key for found in bins.values() for key in found})
-    print(f"{'confidence':>12} | " + " | ".join(f"{label:>26}" for label in calibrations))
+    print(f"{'confidence':>12} | " + " | ".join(f"{label:>32}" for label in calibrations))
     for key in labels:
         cells = []
         for label in calibrations:
             b = bins[label].get(key)
-            cells.append(f"{'–':>26}" if b is None else
+            cells.append(f"{'–':>32}" if b is None else
                          f"{b.ex:6.1%} right of {b.questions:4d} (say {b.confidence:4.0%})")
         print(f"{key:>12} | " + " | ".join(cells))
-    print(f"{'ECE':>12} | " + " | ".join(f"{calibration_error(c, rows):>26.3f}" for c in calibrations.values()))
+    print(f"{'ECE':>12} | " + " | ".join(f"{calibration_error(c, rows):>32.3f}" for c in calibrations.values()))
 
 
 def main() -> None:
