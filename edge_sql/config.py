@@ -70,7 +70,8 @@ DEFAULTS: dict[str, object] = {"model": None, "candidates": None, "temperature":
 DEFAULT_WORDS = {
     "candidates": "the preset's",
     "temperature": "the preset's",
-    "threads": "the physical cores this process may use",
+    "threads": "one per physical core this process may use that other processes leave free when the model loads, "
+               "followed as it runs",
     "max_tokens": "64 + 3 a word of the question (at most 256), or a reasoning model's budget",
     "merge_model": "the model's preset's merge model, else the model itself",
 }

@@ -67,6 +67,18 @@ def private_homes(tmp_path_factory, monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def quiet_cores(tmp_path_factory, monkeypatch):
+    """Threads chosen for the machine (``backends/cores``) see a quiet one: no /proc or cgroup files to read (every
+    core this process may use is free), so no test depends on what else the machine runs."""
+    from edge_sql.backends import cores
+
+    monkeypatch.setattr(cores, "ROOT", tmp_path_factory.getbasetemp() / "no-proc")
+    cores.forget()
+    yield
+    cores.forget()
+
+
 @pytest.fixture
 def fake_model():
     """Register a fake model as ``--model fake``; call it with the texts the model should answer."""

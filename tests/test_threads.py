@@ -1,4 +1,6 @@
-"""`--threads` reaches the model's loader on every command that loads a model; without it, the usable cores."""
+"""`--threads` reaches the model's loader on every command that loads a model; without it (or the config file's
+`threads`), the cores free when the model loads (``backends/cores``), said on the line that names the model when busy
+cores took threads away."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES, FakeModel
 from edge_sql.cli import app
-from edge_sql.backends import default_threads, register_model, unregister_model
+from edge_sql.backends import cores, default_threads, register_model, unregister_model
+from edge_sql.preset import DEFAULT_PRESET
 
 runner = CliRunner()
 
@@ -62,3 +65,55 @@ def test_threads_reaches_the_model(command, loads, shop, monkeypatch, tmp_path):
 def test_threads_must_be_positive(shop):
     result = runner.invoke(app, ["ask", "--db", str(shop), "--threads", "0", "How many?"])
     assert result.exit_code == 2
+
+
+@pytest.fixture
+def one_core_busy(monkeypatch):
+    """A 2-core machine on which another process keeps one core busy."""
+    monkeypatch.setattr(cores, "read_cores", lambda: cores.Cores(usable=2, busy=1.0))
+    cores.forget()
+
+
+@pytest.mark.parametrize("command", ["ask", "shell", "eval"])
+def test_without_threads_the_model_gets_the_free_cores_and_the_line_says_why(command, loads, shop, one_core_busy,
+                                                                              monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGESQL_HISTORY", str(tmp_path / "history"))
+    args, stdin = commands(shop)[command]
+    result = runner.invoke(app, args, input=stdin)
+    assert result.exit_code == 0, result.output
+    assert loads == [1]
+    assert "edgesql: 1 thread: 1 of 2 cores busy\n" in result.stderr
+
+
+def test_the_default_model_and_its_threads_are_said_on_one_line(shop, one_core_busy, monkeypatch):
+    seen = []
+    register_model(DEFAULT_PRESET, lambda threads=None: seen.append(threads) or FakeModel(
+        ["SELECT count(*) FROM customers"], name=DEFAULT_PRESET))
+    try:
+        result = runner.invoke(app, ["ask", "--db", str(shop), "How many customers?"])
+    finally:
+        unregister_model(DEFAULT_PRESET)
+    assert result.exit_code == 0, result.output
+    assert seen == [1]
+    assert f"edgesql: model {DEFAULT_PRESET} (default), 1 thread: 1 of 2 cores busy\n" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["ask", "shell"])
+def test_the_config_files_threads_win_over_the_free_cores_and_the_flag_over_both(command, loads, shop, one_core_busy,
+                                                                                 monkeypatch, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("threads = 2\n")
+    monkeypatch.setenv("EDGESQL_CONFIG", str(config))
+    monkeypatch.setenv("EDGESQL_HISTORY", str(tmp_path / "history"))
+    args, stdin = commands(shop)[command]
+    pinned = runner.invoke(app, args, input=stdin)
+    flagged = runner.invoke(app, [*args, "--threads", "3"], input=stdin)
+    assert pinned.exit_code == flagged.exit_code == 0, pinned.output + flagged.output
+    assert loads == [2, 3]
+    assert "thread" not in pinned.stderr + flagged.stderr  # pinned: nothing to explain
+
+
+def test_a_quiet_machine_adds_nothing_to_the_line(shop, loads):
+    result = runner.invoke(app, ["ask", "--db", str(shop), "--model", "probe", "How many customers?"])
+    assert result.exit_code == 0, result.output
+    assert loads == [default_threads()] and "thread" not in result.stderr

@@ -8,11 +8,10 @@ names it serves (a preset, a GGUF path, …) and loads them; a single model (a t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from edge_sql.backends.cores import free_cores, physical_cores  # noqa: F401 (physical_cores: its old home)
 from edge_sql.errors import ModelError
 from edge_sql.preset import Preset, load_presets
 
@@ -86,43 +85,17 @@ def register_backend(name: str, load: Callable[..., Model | None]) -> None:
 
 
 def default_threads() -> int:
-    """One thread per physical core this process may use: llama.cpp gets slower, not faster, on hyper-threads."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    physical = physical_cores()
-    return max(1, min(usable, physical) if physical else usable)
-
-
-def physical_cores(cpuinfo: str | None = None) -> int:
-    r"""Distinct (package, core) pairs in /proc/cpuinfo; 0 when it cannot tell.
-
-    >>> physical_cores("physical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 0\n\nphysical id : 0\ncore id : 1\n")
-    2
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return 0
-    cores, package = set(), None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "physical id":
-            package = value.strip()
-        elif key == "core id":
-            cores.add((package, value.strip()))
-    return len(cores)
+    """One thread per physical core this process may use that other processes leave free now
+    (:func:`edge_sql.backends.cores.free_cores`)."""
+    return free_cores().threads
 
 
 def load_model(name_or_path: str, *, threads: int | None = None, timeout: float | None = None) -> Model:
     """Load a registered model, or whatever a backend serves under that name (a preset, a GGUF file by path, a
-    server's URL). ``timeout`` is the seconds a model server may take to answer (local models ignore it)."""
-    threads = threads or default_threads()
+    server's URL). ``timeout`` is the seconds a model server may take to answer (local models ignore it).
+    ``threads`` None: a backend runs on the cores free as it loads, and may follow them as it runs (``cores``)."""
     if name_or_path in _FACTORIES:
-        return _FACTORIES[name_or_path](threads=threads)
+        return _FACTORIES[name_or_path](threads=threads or default_threads())
     for _, load in _BACKENDS:
         model = load(name_or_path, threads=threads, timeout=timeout)
         if model is not None:

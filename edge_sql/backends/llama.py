@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from edge_sql.backends.cores import Follower, free_cores
 from edge_sql.backends.door import Completion, Cost
 from edge_sql.errors import GrammarError, ModelError
 from edge_sql.paths import cache_home
@@ -19,7 +20,7 @@ GGUF_MAGIC = b"GGUF"
 MAX_CONTEXT = 4096
 
 
-def load(name_or_path: str, *, threads: int, **_) -> "LlamaModel | None":
+def load(name_or_path: str, *, threads: int | None, **_) -> "LlamaModel | None":
     """A preset by name, a GGUF file by path, or the folder ``edgesql train`` wrote (its adapter over its base);
     None for a name this backend does not serve (other options, a server's timeout, mean nothing here)."""
     preset = get_preset(name_or_path)
@@ -37,7 +38,7 @@ def load(name_or_path: str, *, threads: int, **_) -> "LlamaModel | None":
 TRAINED_ADAPTER, TRAINING_RECORD = "adapter.gguf", "training.json"
 
 
-def trained_model(folder: Path, threads: int) -> "LlamaModel":
+def trained_model(folder: Path, threads: int | None) -> "LlamaModel":
     """The adapter ``edgesql train`` wrote in ``folder``, over the base model it was trained on."""
     import json
 
@@ -82,9 +83,12 @@ class LlamaModel:
     Candidates are decoded together in one batch (``batch.BatchDecoder``) that keeps the prompt's KV cache for the
     next call; with ``batched=False`` they are sampled one after another through ``Llama.create_completion``, the
     plain llama-cpp-python loop kept as the reference.
+
+    ``threads`` None: as many as the cores free when it loads, and, on the batched path, as many as are free as each
+    sampling starts (``cores.Follower``); a number pins them.
     """
 
-    def __init__(self, path: Path, *, preset: Preset = GENERIC, threads: int = 2, context: int | None = None,
+    def __init__(self, path: Path, *, preset: Preset = GENERIC, threads: int | None = 2, context: int | None = None,
                  batched: bool = True, cache_dir: Path | None = None, adapter: Path | None = None):
         path = Path(path)
         check_gguf(path)
@@ -99,14 +103,16 @@ class LlamaModel:
         self.adapter = adapter
         self.preset = preset
         self.name = preset.name if preset is not GENERIC else path.name
-        self.threads = threads
+        self.follower = None if threads is not None else Follower(free_cores())
+        self.threads = threads or self.follower.reading.threads
         self.batched = batched
         self.checks = batched  # sample() takes a schema check (``steps/constrain``): the batched decoder applies it
         wanted = context_length(preset, 0, context)  # before the model says what it was trained for
         try:
             self._llama = Llama(
-                model_path=str(path), n_ctx=64 if batched else wanted, n_threads=threads, n_threads_batch=threads,
-                n_batch=512, seed=0, use_mmap=True, verbose=False, lora_path=str(adapter) if adapter else None,
+                model_path=str(path), n_ctx=64 if batched else wanted, n_threads=self.threads,
+                n_threads_batch=self.threads, n_batch=512, seed=0, use_mmap=True, verbose=False,
+                lora_path=str(adapter) if adapter else None,
             )
         except (ValueError, RuntimeError, OSError) as error:
             if adapter is not None and "lora" in str(error).lower():
@@ -143,6 +149,7 @@ class LlamaModel:
                     break
             return completions
         decoder = self.decoder()
+        self.follow_cores(decoder)
         decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds = 0, 0.0, 0.0, 0.0
         try:
             tokens = self.tokenize(prompt)
@@ -163,8 +170,21 @@ class LlamaModel:
                 completions.append(Completion(text, logprob, count, stopped, refused))
             if any(c.stopped for c in completions) or len(completions) < start + len(chunk):
                 break
+        if self.follower is not None:
+            self.follower.done()
         self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds)
         return completions
+
+    def follow_cores(self, decoder) -> None:
+        """Run on the cores free now (unless the threads were pinned): llama.cpp takes a new count between decodes."""
+        if self.follower is None:
+            return
+        threads = self.follower.threads()
+        if threads != self.threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(decoder.ctx, threads, threads)
+            self.threads = threads
 
     def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:
         """Put the cached prefix's state in place (from disk, or computed now and saved) unless it already is."""

@@ -132,7 +132,7 @@ def load_chosen(model: str | None, threads: int | None, model_timeout: float | N
     loaded."""
     from edge_sql.backends import load_model
 
-    name = chosen_model(model)
+    name = chosen_model(model, threads=threads)
     with status("Loading the model…"):
         return load_model(name, threads=threads, timeout=model_timeout)
 

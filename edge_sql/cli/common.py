@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from edge_sql.config import DEFAULT_WORDS
 from edge_sql.errors import BROKEN_PIPE, INTERRUPTED, EdgeSQLError, UsageError
 from edge_sql.preset import DEFAULT_PRESET
 
@@ -51,8 +52,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed
 LogOpt = Annotated[bool, typer.Option("--log", help="Append the question, its SQL and its vote to the local "
                   "question log (EDGESQL_LOG, else ~/.local/state/edgesql/log.jsonl).")]
 LogRowsOpt = Annotated[bool, typer.Option("--log-rows", help="With --log, also log the result rows.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on. "
-                       "[default: the physical cores this process may use]", show_default=False)]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads the model runs on; a "
+                       f"number pins them. [default: {DEFAULT_WORDS['threads']}]", show_default=False)]
 
 
 class Output(Console):

@@ -104,7 +104,7 @@ def eval_command(
     part = None if shard is None else parse_shard(shard)
     if part is not None:
         examples = shard_examples(examples, part)
-    model = chosen_model(model, config=False)
+    model = chosen_model(model, config=False, threads=threads)
     with status("Loading the model…"):
         loaded = load_model(model, threads=threads, timeout=model_timeout)
     if workers > 1 and not getattr(loaded, "concurrent", False):

@@ -31,17 +31,30 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def chosen_model(model: str | None, *, config: bool = True) -> str:
+def chosen_model(model: str | None, *, config: bool = True, threads: int | None = None) -> str:
     """The model that ``ask``, ``shell`` and ``eval`` run (:func:`edge_sql.weights.choose_model`: ``--model``, else
     ``EDGESQL_MODEL``, else the config file's when ``config``, else the best installed preset, else
     smollm2-135m-sql), named once on stderr unless ``--model`` named it. ``eval`` passes ``config=False``: it reads
-    no config file."""
+    no config file. With ``threads`` not pinned (None), the same line says when busy cores leave a local model fewer
+    threads: ``model smollm2-135m-sql (default), 1 thread: 1 of 2 cores busy``."""
     from edge_sql.weights import choose_model
 
     choice = choose_model(model, config=config)
-    if choice.notice:
-        say(choice.notice)
+    notice = ", ".join(part for part in (choice.notice, threads_notice(choice.model, threads)) if part)
+    if notice:
+        say(notice)
     return choice.model
+
+
+def threads_notice(model: str, threads: int | None) -> str:
+    """Why a local model runs on fewer threads than this process may use ("" when it does not, or they are
+    pinned, or the model is a server's)."""
+    if threads is not None or model.lower().startswith(("http://", "https://")):
+        return ""
+    from edge_sql.backends.cores import free_cores
+
+    cores = free_cores()
+    return f"{cores.threads} thread{'s' if cores.threads > 1 else ''}: {cores.note}" if cores.note else ""
 
 
 def require_preset(name: str):

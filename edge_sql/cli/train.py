@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_sql.cli.common import ThreadsOpt, human_size, stderr_console, stdout_console
+from edge_sql.cli.common import human_size, stderr_console, stdout_console
+
+TrainThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, show_default=False, help="CPU threads "
+                            "training, its rollouts and the held-back scoring run on. [default: torch's (every core) "
+                            "for training, 2 for rollouts and scoring]")]
 
 
 def train_command(
@@ -50,7 +54,7 @@ def train_command(
                                            "with the real pipeline at the end (0: none).")] = 200,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, show_default=False,
                                                  help="Use only the first N pairs. [default: all]")] = None,
-    threads: ThreadsOpt = None,
+    threads: TrainThreadsOpt = None,
     method: Annotated[str, typer.Option("--method", help="sft: learn to write the gold queries; grpo: learn from "
                                         "the execution of the model's own candidates (start it from an SFT adapter "
                                         "with --resume).")] = "sft",
