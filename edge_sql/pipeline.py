@@ -148,6 +148,7 @@ def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None =
     early = EarlyStop(db, limits, sampling.candidates) if sampling.early_stop and sampling.candidates > 2 else None
     generation = generate(model, view.prompt, sampling, on_candidate=early, grammar=view.grammar, check=view.check)
     timings["generate"] = lap(clock)
+    timings.update(generation.timings())
 
     entries = early.entries(generation.candidates, timings) if early else judge(generation.candidates, db, limits, timings)
     return Deliberation(
@@ -156,7 +157,7 @@ def deliberate(question: str, setup: Setup, *, context: tuple[str, str] | None =
         model=model.name,
         dialect=db.dialect,
         timings=timings,
-        tokens={"prompt": generation.prompt_tokens, "generated": generation.generated_tokens},
+        tokens=generation.tokens(),
         view=view,
     )
 
@@ -274,8 +275,7 @@ def run_round(model: Model, prompt: Prompt, constraints: tuple, sampling: Sampli
     step = stage.split()[0]
     timings[step] = round(timings.get(step, 0.0) + lap(clock), 4)
     entries = [replace(entry, stage=stage) for entry in judge(generation.candidates, setup.db, setup.limits, timings)]
-    tokens = {name: tokens.get(name, 0) + count for name, count in
-              (("prompt", generation.prompt_tokens), ("generated", generation.generated_tokens))}
+    tokens = {**tokens, **{name: tokens.get(name, 0) + count for name, count in generation.tokens().items()}}
     return entries, timings, tokens
 
 

@@ -19,12 +19,16 @@ from edge_sql.preset import Preset, load_presets
 @dataclass(frozen=True)
 class Cost:
     """What one ``sample`` call cost a model: the prompt tokens it evaluated (the rest came from a cache), the seconds
-    spent on them, the seconds spent decoding, and the seconds its schema check took (``steps/constrain``)."""
+    spent on them, the seconds spent decoding, the seconds its schema check took (``steps/constrain``), and the
+    prompt-prefix cache on disk: the tokens whose state it read from there instead of evaluating them, and the seconds
+    spent reading or writing it."""
 
     prompt_evaluated: int = 0
     prompt_seconds: float = 0.0
     decode_seconds: float = 0.0
     check_seconds: float = 0.0
+    restored: int = 0
+    cache_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,9 @@ class LlamaModel:
         decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds = 0, 0.0, 0.0, 0.0
         try:
             tokens = self.tokenize(prompt)
+            restored, cache_seconds = 0, 0.0
             if cache_prefix and self._store is not None:
-                self.restore_prefix(decoder, tokens, cache_prefix)
+                restored, cache_seconds = self.restore_prefix(decoder, tokens, cache_prefix)
         except (RuntimeError, ValueError, OSError) as error:  # the decoder's own failures are ModelErrors already
             decoder.forget()
             raise self.failure("evaluating the prompt", error) from None
@@ -172,7 +173,8 @@ class LlamaModel:
                 break
         if self.follower is not None:
             self.follower.done()
-        self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds)
+        self.last_cost = Cost(decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds,
+                              restored, cache_seconds)
         return completions
 
     def follow_cores(self, decoder) -> None:
@@ -186,14 +188,27 @@ class LlamaModel:
             llama_cpp.llama_set_n_threads(decoder.ctx, threads, threads)
             self.threads = threads
 
-    def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> None:
-        """Put the cached prefix's state in place (from disk, or computed now and saved) unless it already is."""
+    def restore_prefix(self, decoder, tokens: list[int], cache_prefix: str) -> tuple[int, float]:
+        """Put the cached prefix's state in place (from disk, or computed now and saved) unless it already is; return
+        the tokens whose state was read from disk and the seconds spent reading or writing there."""
+        import time
+
+        from edge_sql import progress
+
         head = self.tokenize(cache_prefix)
         if not head or tokens[: len(head)] != head or decoder.cached[: len(head)] == head:
-            return
-        if not self._store.restore(decoder, head):
+            return 0, 0.0
+        clock = time.perf_counter()
+        if self._store.restore(decoder, head):
+            return len(head), time.perf_counter() - clock
+        spent = time.perf_counter() - clock
+        kept = next((i for i, pair in enumerate(zip(decoder.cached, head)) if pair[0] != pair[1]),
+                    min(len(decoder.cached), len(head)))  # tokens of another schema's prefix it starts with
+        with progress.step("schema", tokens=len(head) - kept):  # the first time this schema is seen: it takes a while
             decoder.load_prompt(head)
-            self._store.store(decoder, head)
+        clock = time.perf_counter()
+        self._store.store(decoder, head)
+        return 0, spent + time.perf_counter() - clock
 
     def decoder(self):
         if self._decoder is None:

@@ -4,6 +4,7 @@ model sees) and ``shell`` (one question a line). Each opens what it needs and ma
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated, Optional
 
 import typer
@@ -61,6 +62,7 @@ def ask(
     from edge_sql.cli.output import answer_to_dict, print_answer, print_ballot, print_json
     from edge_sql.pipeline import Limits, Setup, ask as ask_question
     from edge_sql.steps.question import clean_question
+    from edge_sql.cli.progress import since_start, with_startup, working
 
     check_format(fmt)
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints)  # bad flags fail before the model loads
@@ -69,7 +71,9 @@ def ask(
         model_timeout=model_timeout, max_tokens=max_tokens, merge_model=merge_model, min_confidence=min_confidence)
     question = clean_question(question)
     with isolate(open_database(db)) as database:
+        startup, clock = {"start": since_start()}, time.perf_counter()
         loaded = load_chosen(model, threads, model_timeout)
+        startup["load"] = round(time.perf_counter() - clock, 4)
         remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, preset=loaded.preset,
                                    constrain=constrain)
         merger = chosen_merger(remedies, loaded, merge_model, threads=threads, timeout=model_timeout)
@@ -82,10 +86,13 @@ def ask(
         )
         console = stdout_console()
         try:
-            with status(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…"):
+            with working(f"Generating {sampling.candidates} candidate{'s' if sampling.candidates > 1 else ''}…",
+                         database.path.name):
                 limits = Limits(max_rows=max_rows, timeout=timeout, memory=memory)
-                answer = ask_question(question, Setup(database, loaded, sampling, limits, remedies, merger))
+                answer = with_startup(ask_question(question, Setup(database, loaded, sampling, limits, remedies,
+                                                                   merger)), startup)
         except NoValidCandidate as failure:
+            failure.answer = with_startup(failure.answer, startup)
             if failure.answer is not None:
                 say_if_cut(failure.answer)
                 if log:
@@ -273,5 +280,8 @@ def shell(
             sys.stdout.write(text)
             sys.stdout.flush()
 
-        run_loop(session, write=write, prompt="edgesql> " if interactive else "", history=history_path())
+        from edge_sql.cli.progress import noting
+
+        with noting(database.path.name):
+            run_loop(session, write=write, prompt="edgesql> " if interactive else "", history=history_path())
 

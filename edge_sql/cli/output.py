@@ -57,6 +57,7 @@ def answer_to_dict(answer: Answer, error: str | None = None) -> dict:
             "error": entry.verdict.error,
             "votes": entry.votes,
             "logprob": round(entry.candidate.logprob, 4),
+            "tokens": entry.candidate.tokens,
             "round": entry.stage,
         }
         for entry in answer.ballot.entries

@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from edge_sql.backends import Completion, Model
+from edge_sql.backends import Completion, Cost, Model
 from edge_sql.steps.prompt import Prompt
 
 #: Where a statement ends: its semicolon, a blank line, or the start of a new chat turn (not a code fence: a model
@@ -95,6 +95,36 @@ class Generation:
     prompt_tokens: int
     generated_tokens: int
     seconds: float
+    cost: Cost | None = None  # what the model says the sampling cost; None for a model that does not count
+
+    def timings(self) -> dict[str, float]:
+        """Where the seconds of generating went, as far as the model counts them: reading the schema prefix's state
+        from disk or writing it there (``generate.cache``), evaluating the prompt tokens not cached
+        (``generate.prompt_eval``), decoding the candidates' tokens (``generate.decode``) and checking them against
+        the schema (``generate.check``); the rest of ``generate`` is sampling and judging candidates as they end.
+
+        >>> Generation((), 2181, 90, 5.0, Cost(17, 0.3, 3.9, 0.2, 2164, 0.06)).timings()
+        {'generate.cache': 0.06, 'generate.prompt_eval': 0.3, 'generate.decode': 3.9, 'generate.check': 0.2}
+        >>> Generation((), 2181, 90, 5.0).timings()
+        {}
+        """
+        cost = self.cost
+        if cost is None:
+            return {}
+        return {"generate.cache": round(cost.cache_seconds, 4), "generate.prompt_eval": round(cost.prompt_seconds, 4),
+                "generate.decode": round(cost.decode_seconds, 4), "generate.check": round(cost.check_seconds, 4)}
+
+    def tokens(self) -> dict[str, int]:
+        """The prompt's tokens and the candidates' together; for a model that counts, also the prompt tokens it
+        evaluated and those whose state it read from disk (the rest were already in its memory).
+
+        >>> Generation((), 2181, 90, 5.0, Cost(17, restored=2164)).tokens()
+        {'prompt': 2181, 'generated': 90, 'evaluated': 17, 'restored': 2164}
+        """
+        counts = {"prompt": self.prompt_tokens, "generated": self.generated_tokens}
+        if self.cost is not None:
+            counts.update(evaluated=self.cost.prompt_evaluated, restored=self.cost.restored)
+        return counts
 
 
 def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None,
@@ -128,6 +158,7 @@ def generate(model: Model, prompt: Prompt, sampling: Sampling, on_candidate=None
         prompt_tokens=model.count_tokens(prompt.text),
         generated_tokens=sum(c.tokens for c in completions),
         seconds=seconds,
+        cost=getattr(model, "last_cost", None),
     )
 
 
