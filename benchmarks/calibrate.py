@@ -40,12 +40,14 @@ def main() -> None:
     parser.add_argument("--check", type=Path, action="append", default=[], help="a report to check on (repeatable)")
     parser.add_argument("--candidates", default="1,5", help="the candidate counts whose answers count (1,5)")
     parser.add_argument("--penalty", type=float, default=1.0, help="L2 penalty on the weights (1.0)")
+    parser.add_argument("--without", default="", help="features left out of the fit, comma-separated (weigh 0)")
     args = parser.parse_args()
     counts = tuple(int(k) for k in args.candidates.split(","))
     calibrations = {"shipped": DEFAULT}
     if args.fit:
         rows = [row for path in args.fit for row in answers(path, counts)]
-        fitted = fit(rows, args.penalty, source=", ".join(p.name for p in args.fit))
+        fitted = fit(rows, args.penalty, source=", ".join(p.name for p in args.fit),
+                     without=tuple(name for name in args.without.split(",") if name))
         calibrations["fitted"] = fitted
         print(f"fitted on {len(rows)} answers of {', '.join(map(str, args.fit))}:\n{describe(fitted)}")
         table("fit data", calibrations, rows)

@@ -38,11 +38,14 @@ def answers(path: Path, candidates: tuple[int, ...] | None = None) -> list[tuple
     return found
 
 
-def fit(rows: list[tuple[Signals, bool]], penalty: float = 1.0, source: str = "") -> Calibration:
-    """The logistic calibration of ``rows`` ((signals, right) pairs), L2 ``penalty`` on the weights, not the bias."""
+def fit(rows: list[tuple[Signals, bool]], penalty: float = 1.0, source: str = "",
+        without: tuple[str, ...] = ()) -> Calibration:
+    """The logistic calibration of ``rows`` ((signals, right) pairs), L2 ``penalty`` on the weights, not the bias;
+    the features named in ``without`` weigh 0 (one the data cannot tell apart from another, or never shows)."""
     import numpy as np
 
-    x = np.array([(1.0, *signals.vector()) for signals, _ in rows])
+    kept = [i for i, name in enumerate(FEATURES) if name not in without]
+    x = np.array([(1.0, *(signals.vector()[i] for i in kept)) for signals, _ in rows])
     y = np.array([float(right) for _, right in rows])
     ridge = np.eye(x.shape[1]) * penalty
     ridge[0, 0] = 0.0
@@ -55,7 +58,8 @@ def fit(rows: list[tuple[Signals, bool]], penalty: float = 1.0, source: str = ""
         w -= step
         if np.abs(step).max() < 1e-9:
             break
-    return Calibration(round(float(w[0]), 4), tuple(round(float(v), 4) for v in w[1:]), source)
+    weights = dict(zip(kept, (round(float(v), 4) for v in w[1:])))
+    return Calibration(round(float(w[0]), 4), tuple(weights.get(i, 0.0) for i in range(len(FEATURES))), source)
 
 
 def calibration_error(calibration: Calibration, rows: list[tuple[Signals, bool]]) -> float:
