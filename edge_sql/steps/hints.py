@@ -30,7 +30,7 @@ from edge_sql.steps.database import Database
 from edge_sql.errors import QueryFailed, QueryTimeout
 from edge_sql.steps.execute import execute
 from edge_sql.steps.prune import STOPWORDS, stem
-from edge_sql.steps.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier, quote_value
+from edge_sql.steps.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier, quote_name, quote_value
 
 #: Rows read from each table column, distinct values kept from them, and the seconds all columns may take together.
 SCAN_ROWS = 20_000
@@ -152,9 +152,11 @@ def render_hints(hints, schema: Schema | None = None) -> str:
 
     >>> render_hints([Hint("customers", "country", ("Germany",)), Hint("orders", "status", ("cancelled", "open"))])
     "Values in the database: customers.country 'Germany'; orders.status 'cancelled', 'open'"
+    >>> print(render_hints([Hint("Order Details", "Ship Country", ("France",))]))
+    Values in the database: "Order Details"."Ship Country" 'France'
     """
     shown = None if schema is None else {(t.name, c.name) for t in schema.tables for c in t.columns}
-    parts = [f"{h.table}.{h.column} " + ", ".join(quote_value(v) for v in h.values)
+    parts = [f"{quote_name(h.table)}.{quote_name(h.column)} " + ", ".join(quote_value(v) for v in h.values)
              for h in hints if shown is None or (h.table, h.column) in shown]
     return "Values in the database: " + "; ".join(parts) if parts else ""
 

@@ -30,7 +30,7 @@ import re
 import sqlglot
 from sqlglot import exp
 
-from edge_sql.steps.schema import Schema
+from edge_sql.steps.schema import Schema, quote_name
 from edge_sql.steps.validate import UNKNOWN_COLUMN, UNKNOWN_TABLE
 
 #: The most tables whose columns a repair request lists (a query rarely needs more; the prompt stays short).
@@ -91,6 +91,8 @@ def valid_names(sql: str, schema: Schema, column: str | None = None) -> str:
     'customers(customer_id, name); orders(order_id, customer_id)'
     >>> valid_names("SELECT * FROM clients", shop)
     'customers(customer_id, name); orders(order_id, customer_id)'
+    >>> print(valid_names("SELECT x FROM t", Schema("sqlite", (Table("Order Details", (Column("Unit Price", "REAL"),)),))))
+    "Order Details"("Unit Price")
     """
     wanted = [t for t in named_tables(sql, schema.engine) if schema.table(t) is not None]
     if column:
@@ -100,7 +102,7 @@ def valid_names(sql: str, schema: Schema, column: str | None = None) -> str:
         wanted = [t.name for t in schema.tables]
     chosen = {name.lower() for name in wanted}
     tables = [t for t in schema.tables if t.name.lower() in chosen][:MAX_TABLES]
-    return "; ".join(f"{t.name}({', '.join(c.name for c in t.columns)})" for t in tables)
+    return "; ".join(f"{quote_name(t.name)}({', '.join(quote_name(c.name) for c in t.columns)})" for t in tables)
 
 
 def named_tables(sql: str, dialect: str) -> list[str]:

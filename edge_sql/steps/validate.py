@@ -46,7 +46,7 @@ from sqlglot.schema import MappingSchema
 
 from edge_sql.steps import guard
 from edge_sql.errors import QueryRefused
-from edge_sql.steps.schema import Schema
+from edge_sql.steps.schema import Schema, quote_name
 
 #: Dialects tried, in order, when a candidate does not parse in the engine's own (small models write MySQL-isms).
 OTHER_DIALECTS = ("sqlite", "duckdb", "mysql", "postgres")
@@ -95,7 +95,7 @@ def validate(sql: str, schema: Schema) -> Verdict:
     tree = unquote_strings(tree, schema)  # SQLite's rule, on both engines
     missing = unknown_tables(tree, schema)
     if missing:
-        known = ", ".join(t.name for t in schema.tables)
+        known = ", ".join(quote_name(t.name) for t in schema.tables)
         return Verdict(UNKNOWN_TABLE, f"no such table: {missing} (tables: {known})", name=missing)
     problem = unknown_column(tree, schema) or second_opinion(sql, schema)
     if problem:
