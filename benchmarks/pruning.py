@@ -7,6 +7,13 @@ sqlglot. Printed:
 - for each pair of caps (max_tables × max_columns): the share of questions whose gold tables are all kept, whose
   gold columns are all kept too, and the rendered schema's size against the whole schema (characters, and SmolLM2
   tokens when the demo model is installed), in the ``smollm2-135m`` preset's style;
+- for ``auto`` when it must prune and for ``always``: the share of questions whose gold tables (and columns) the
+  schema shown keeps, taking the first of :func:`~edge_sql.steps.focus.schema_ladder`'s schemas that fits, with
+  sample values then without, as ``pipeline.fit_prompt`` does, on the schema as read (hints go after the question,
+  not into the schema). ``auto`` is measured two ways: with the schema's budget a share of its own size (Spider's
+  schemas are small, so this is pruning hard), and *among distractors*: the question's database beside every other
+  database's tables (those of another name), about 32 tables, with the budget its own schema's size (×1, ×1.5), as a
+  large real schema is pruned;
 - for value hints: the share of gold string literals (``WHERE name = 'France'``, ``LIKE '%x%'``, ``IN (...)``)
   shown among the right column's values, with hints and with the plain samples, and the prompt size either way.
 
@@ -26,7 +33,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
+from edge_sql.pipeline import attempts
 from edge_sql.steps.database import open_database
+from edge_sql.steps.focus import ALWAYS, schema_ladder
 from edge_sql.steps.hints import add_value_hints
 from edge_sql.preset import get_preset
 from edge_sql.weights import weights_path
@@ -37,6 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SPIDER = ROOT / ".." / "shared" / "data" / "spider-dev"
 TABLE_CAPS = (None, 6, 4, 3, 2, 1)
 COLUMN_CAPS = (None, 8, 6, 4, 2)
+#: The schema budgets ``auto`` is measured under, as shares of the whole schema's size, and among distractors, as
+#: multiples of the question's own schema's size.
+BUDGETS = (0.75, 0.5, 0.35, 0.25)
+AMONG = (1.0, 1.5)
 
 
 def gold_parts(sql: str, schema: Schema):
@@ -95,6 +108,24 @@ def shown(schema: Schema, table: str, column: str, literal: tuple[str, bool]) ->
     return value in samples, value.lower() in {s.lower() for s in samples}
 
 
+def among_others(own: Schema, others: list[Schema]) -> Schema:
+    """``own`` with every table of ``others`` whose name it does not have after its own tables: distractors."""
+    names = {t.name.lower() for t in own.tables}
+    extra = [t for schema in others for t in schema.tables if t.name.lower() not in names]
+    unique = {t.name.lower(): t for t in extra}  # a name two others share: the first
+    return Schema(own.engine, own.tables + tuple(t for t in extra if unique[t.name.lower()] is t))
+
+
+def fitted(schema: Schema, question: str, style: str, budget: float, size) -> Schema:
+    """The schema ``auto`` shows when ``budget`` is what the schema may take: the first of the ladder's schemas that
+    fits, with sample values then without (the last one when none fits)."""
+    view = schema
+    for view, samples in attempts(schema_ladder(schema, question)):
+        if size(render_schema(view, style, samples=samples)) <= budget:
+            return view
+    return view
+
+
 def tokenizer():
     """SmolLM2's tokenizer (vocabulary only, no weights), or None when the demo model is not installed."""
     try:
@@ -117,6 +148,8 @@ def main() -> None:
     size = (lambda text: (len(text), count(text) if count else 0))
 
     by_caps = defaultdict(lambda: [0, 0, 0, 0])  # tables kept, columns kept, characters, tokens
+    by_mode = defaultdict(lambda: [0, 0, 0])  # tables kept, columns kept, tables shown
+    measure = (lambda text: count(text)) if count else len
     whole = [0, 0]
     plain_size = [0, 0]
     hinted_size = [0, 0]
@@ -126,7 +159,12 @@ def main() -> None:
     by_db = defaultdict(list)
     for example in examples:
         by_db[example["db_id"]].append(example)
+    schemas = {}
+    for db_id in by_db:
+        with open_database(args.spider / "database" / db_id / f"{db_id}.sqlite") as db:
+            schemas[db_id] = db.schema
     for db_id, items in by_db.items():
+        crowded = among_others(schemas[db_id], [s for other, s in schemas.items() if other != db_id])
         with open_database(args.spider / "database" / db_id / f"{db_id}.sqlite") as db:
             for example in items:
                 question = example["question"]
@@ -151,6 +189,20 @@ def main() -> None:
                     exact, loose = shown(db.schema, table, column, tuple(value))
                     plain_exact += exact
                     plain_any += loose
+                whole_size = measure(render_schema(db.schema, style))
+                views = {f"auto, budget {share:.0%}": fitted(db.schema, question, style, share * whole_size, measure)
+                         for share in BUDGETS}
+                for factor in AMONG:
+                    views[f"auto among distractors, budget ×{factor:g} its own schema"] = fitted(
+                        crowded, question, style, factor * whole_size, measure)
+                views[f"always ({ALWAYS.tables} tables, {ALWAYS.columns} columns)"] = prune_schema(
+                    db.schema, question, max_tables=ALWAYS.tables, max_columns=ALWAYS.columns)
+                for mode, view in views.items():
+                    kept_tables, kept_columns = kept(view)
+                    row = by_mode[mode]
+                    row[0] += tables <= kept_tables
+                    row[1] += tables <= kept_tables and columns <= kept_columns
+                    row[2] += len(view.tables)
                 for max_tables in TABLE_CAPS:
                     for max_columns in COLUMN_CAPS:
                         pruned = prune_schema(hinted, question, max_tables=max_tables, max_columns=max_columns)
@@ -170,6 +222,13 @@ def main() -> None:
         print(f"| {max_tables or '-'} | {max_columns or '-'} | {tables_ok / questions:.1%} | "
               f"{columns_ok / questions:.1%} | {chars / whole[0]:.0%} | "
               f"{tokens / whole[1]:.0%} |" if whole[1] else "| n/a |")
+    print(f"\npruning as the pipeline does it, on the schema as read ({'tokens' if count else 'characters'}):\n")
+    mean_tables = sum(len(s.tables) for s in schemas.values()) / len(schemas)
+    print(f"| mode | gold tables kept | gold tables and columns kept | tables shown ({mean_tables:.1f} a database) |")
+    print("| --- | --- | --- | --- |")
+    for mode, (tables_ok, columns_ok, shown_tables) in by_mode.items():
+        print(f"| {mode} | {tables_ok / questions:.1%} | {columns_ok / questions:.1%} | "
+              f"{shown_tables / questions:.1f} |")
     print(f"\nvalue hints: {literals} gold string literals; shown for the right column with hints "
           f"{hinted_exact / literals:.1%} exactly ({hinted_any / literals:.1%} ignoring case), with the plain samples "
           f"{plain_exact / literals:.1%} ({plain_any / literals:.1%})")

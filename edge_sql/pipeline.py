@@ -320,9 +320,9 @@ def fit_prompt(question: str, setup: Setup, max_tokens: int, *, context: tuple[s
         needed = model.count_tokens(prompt.text)
         if needed <= budget:
             grammar = grammar_for(schema, db.dialect, prompt) if remedies.grammar else None
-            from edge_sql.steps.focus import pruning_note, size_of
+            from edge_sql.steps.focus import fit_note, size_of
 
-            note = pruning_note(db.schema, schema, remedies.prune) + ("" if samples else "; no sample values")
+            note = fit_note(db.schema, schema, samples, remedies.prune)
             cut = not samples or (remedies.prune == "auto" and size_of(schema) != size_of(db.schema))
             # a model server cannot run a check per token: its candidates are judged once written, as without it
             check = check_for(schema, prompt) if remedies.constrain and getattr(model, "checks", False) else None

@@ -145,9 +145,11 @@ def load_chosen(model: str | None, threads: int | None, model_timeout: float | N
 
 
 def say_if_cut(answer) -> None:
-    """One line on stderr when the model was shown less of the schema than it asked for, only to fit its context."""
+    """One short line on stderr when the model was shown less of the schema only to fit its context (how much, not
+    which: ``--show-candidates`` shows the schema it saw, ``edgesql schema --question`` names what a pruning leaves
+    out)."""
     if answer.view is not None and answer.view.cut:
-        stderr_console().print(f"edgesql: the schema does not fit {answer.model}'s context whole: {answer.view.note}",
+        stderr_console().print(f"edgesql: {answer.view.note} (--show-candidates shows the schema it saw)",
                                style="dim", highlight=False, soft_wrap=True)
 
 

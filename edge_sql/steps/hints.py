@@ -29,7 +29,7 @@ from pathlib import Path
 from edge_sql.steps.database import Database
 from edge_sql.errors import QueryFailed, QueryTimeout
 from edge_sql.steps.execute import execute
-from edge_sql.steps.prune import STOPWORDS, stem
+from edge_sql.steps.terms import STOPWORDS, stem
 from edge_sql.steps.schema import SAMPLES_PER_COLUMN, Schema, is_text_type, quote_identifier, quote_name, quote_value
 
 #: Rows read from each table column, distinct values kept from them, and the seconds all columns may take together.

@@ -1,15 +1,21 @@
 """Keep the tables and columns of a schema that a question is about: schema pruning, by lexical match.
 
-A question's words (lower-cased, simple plurals and verb endings stripped, common English words left out) are
-matched against table names, column names (split at ``_``, digits and camelCase) and the sample values the schema
-holds (``Column.samples``; :mod:`edge_sql.steps.hints` puts the values closest to the question there). A table scores
-the matches it holds (its foreign-key columns are about other tables and do not count), each weighted down by how
-many tables the same word matches. Then:
+A question's words (lower-cased, simple plurals and verb endings stripped, common English words left out) are matched
+against table names, column names (split at spaces, ``_``, digits and camelCase: :mod:`edge_sql.steps.terms`) and the
+sample values the schema holds (``Column.samples``; :mod:`edge_sql.steps.hints` puts the values closest to the
+question there). A year (``2017``) or a word of time (``year``, ``month``, ``date``, ``latest``…) matches the date and
+time columns, and a few words match the names they usually stand for (``revenue`` ~ ``price``, ``amount``;
+``terms.RELATED``). A table scores the matches it holds (its foreign-key columns are about other tables and do not
+count), each weighted down by how many tables the same word matches. Then:
 
 - a table the question *names* (all the words of its name appear in it, or the name itself) is never dropped;
 - the best-scoring tables are kept, up to ``max_tables`` (named tables come first and may exceed the cap);
 - foreign-key neighbours of the best-matched tables fill what room is left, first the ones that link two of them
   (so a join stays possible);
+- a table that links two kept tables (a foreign key between it and each) is kept too, beyond the cap: without it
+  they cannot be joined;
+- a view is kept only when the question names it, and is not counted in ``max_tables``: its rows are its tables',
+  which stay reachable, and a view that matches words of the question would otherwise crowd out the tables it reads;
 - in a kept table, primary-key and foreign-key columns are always kept, and the ``max_columns`` most relevant other
   columns (ties in table order);
 - tables and columns stay in their original order.
@@ -35,25 +41,10 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from edge_sql.steps.dates import is_date_type
 from edge_sql.steps.schema import Column, Schema, Table
-
-#: Words of a question that say nothing about which table or column it is about.
-STOPWORDS = frozenset(
-    """
-    a about above after all also am an and any are as at be been before being below between both but by can could
-    did do does doing down during each either few for from further had has have having he her here hers him his how
-    i if in into is it its itself just me more most my no nor not now of off on once only or other our out over own
-    same she should so some such than that the their them then there these they this those through to too under until
-    up very was we were what when where which while who whom whose why will with would you your
-    list show give find return tell display get please
-    many much number count total amount average avg maximum minimum max min sum
-    different distinct unique every per whole all
-    greater less least larger smaller bigger higher lower than more fewer
-    ascending descending order sorted sort ordered
-    one two three four five six seven eight nine ten first last top
-    value values record records row rows entry entries info information data detail details
-    """.split()
-)
+from edge_sql.steps.terms import (DATE_STEMS, WORD, content_stems, is_year, question_words, related_stems, stem,
+                                  value_stems)
 
 #: Weights of one question word matching a table's name, a column's name, or a sample value; a partial match (one
 #: word a prefix of the other, both at least PREFIX letters) counts PARTIAL of that.
@@ -65,8 +56,6 @@ PREFIX = 4
 NEIGHBOUR = 0.25
 ANCHOR = 0.5
 
-WORD = re.compile(r"[A-Za-z]+|[0-9]+")
-CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -98,48 +87,6 @@ class Relevance:
         return head + (": " + "; ".join(reasons) if reasons else "")
 
 
-@lru_cache(maxsize=65536)
-def stem(word: str) -> str:
-    """A crude stem, the same for the forms of a word a question and a schema use (plurals, -ing, -ed, final e).
-
-    >>> [stem(w) for w in ("singers", "countries", "employees", "employee", "hired", "hiring", "Hire", "status")]
-    ['singer', 'country', 'employe', 'employe', 'hir', 'hir', 'hir', 'status']
-    """
-    word = word.lower()
-    if word.endswith("ies") and len(word) > 4:
-        word = word[:-3] + "y"
-    elif word.endswith(("sses", "xes", "ches", "shes")):
-        word = word[:-2]
-    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
-        word = word[:-1]
-    for ending in ("ing", "ed"):
-        if word.endswith(ending) and len(word) - len(ending) >= 3:
-            word = word[: -len(ending)]
-            break
-    if word.endswith("e") and len(word) > 3:
-        word = word[:-1]
-    return word
-
-
-def name_words(name: str) -> list[str]:
-    """The words of a table or column name: split at non-letters, digits and camelCase, lower-cased.
-
-    >>> name_words("CountryCode"), name_words("order_items"), name_words("HTTPStatus2"), name_words("Num_of_Staff")
-    (['country', 'code'], ['order', 'items'], ['http', 'status', '2'], ['num', 'of', 'staff'])
-    """
-    return [part.lower() for chunk in WORD.findall(name) for part in CAMEL.findall(chunk)]
-
-
-def question_words(question: str) -> list[str]:
-    """The question's words that may name a table, a column or a value: no common English words, no single letters.
-
-    >>> question_words("How many singers are older than 30?")
-    ['singers', 'older', '30']
-    """
-    words = [w for w in re.findall(r"[A-Za-z]+|[0-9]+", question.replace("'s ", " "))]
-    return [w for w in words if w.lower() not in STOPWORDS and (len(w) > 1 or w.isdigit())]
-
-
 def word_match(term: str, candidates: frozenset[str]) -> float:
     """1 when the stemmed ``term`` is among the stemmed ``candidates``, PARTIAL when one is a prefix of the other."""
     if term in candidates:
@@ -147,16 +94,6 @@ def word_match(term: str, candidates: frozenset[str]) -> float:
     if len(term) >= PREFIX and any(len(c) >= PREFIX and (c.startswith(term) or term.startswith(c)) for c in candidates):
         return PARTIAL
     return 0.0
-
-
-@lru_cache(maxsize=65536)
-def content_stems(name: str) -> frozenset[str]:
-    return frozenset(stem(w) for w in name_words(name) if w not in STOPWORDS)
-
-
-@lru_cache(maxsize=65536)
-def value_stems(value: str) -> frozenset[str]:
-    return frozenset(stem(w) for w in name_words(value))
 
 
 def named_tables(schema: Schema, question: str) -> set[str]:
@@ -168,9 +105,12 @@ def named_tables(schema: Schema, question: str) -> set[str]:
     ['singer_in_concert']
     >>> sorted(named_tables(schema, "Rows of ORDER_ITEMS by capital city"))
     ['city', 'order_items']
+    >>> sorted(named_tables(Schema("sqlite", (Table("Order Details", ()),)), "The order detail of order 10248"))
+    ['Order Details']
     """
     lowered = question.lower()
-    stems = {stem(w) for w in question_words(question)}
+    # every word, common ones too: a name made only of them (Order Details) is named by them
+    stems = {stem(w) for w in WORD.findall(question.replace("'s ", " "))}
     named = set()
     for table in schema.tables:
         words = content_stems(table.name)
@@ -182,11 +122,22 @@ def named_tables(schema: Schema, question: str) -> set[str]:
 
 def column_matches(column: Column, terms: dict[str, str], table: str = "") -> list[tuple[str, str, str, float]]:
     """(word, where, name, strength) for each question term found in the column's name or its sample values; the
-    words of its table's name do not count (``concert_name`` in ``concert`` is about a name)."""
+    words of its table's name do not count (``concert_name`` in ``concert`` is about a name). A year or a word of
+    time matches a date column; a word of ``terms.RELATED`` matches the names it stands for, as a partial match.
+
+    >>> terms = {stem(w): w for w in question_words("Revenue of orders in 2017")}
+    >>> [m[:3] for m in column_matches(Column("OrderDate", "DATE"), terms, "Orders")]
+    [('2017', 'column', 'OrderDate')]
+    >>> [m[:3] for m in column_matches(Column("Unit Price", "REAL"), terms, "Order Details")]
+    [('Revenue', 'column', 'Unit Price')]
+    """
     found = []
     names = content_stems(column.name) - content_stems(table)
+    dated = bool(column.stored) or is_date_type(column.type)
     for term, word in terms.items():
-        strength = word_match(term, names)
+        strength = word_match(term, names) or (PARTIAL if related_stems(term) & names else 0.0)
+        if not strength and dated and (is_year(term) or term in DATE_STEMS):
+            strength = 1.0
         if strength:
             found.append((word, "column", column.name, COLUMN_NAME * strength))
             continue
@@ -222,7 +173,7 @@ def relevance(schema: Schema, question: str) -> list[Relevance]:
         found = []
         table_stems = content_stems(table.name)
         for term, word in terms.items():
-            strength = word_match(term, table_stems)
+            strength = word_match(term, table_stems) or (PARTIAL if related_stems(term) & table_stems else 0.0)
             if strength:
                 found.append((word, "table", table.name, TABLE_NAME * strength))
         references = {k.column for k in table.foreign_keys}  # "singer_id" here is about the singer table
@@ -230,23 +181,26 @@ def relevance(schema: Schema, question: str) -> list[Relevance]:
             if column.name not in references:
                 found.extend(column_matches(column, terms, table.name))
         raw[table.name] = found
-    # A word that matches in many tables tells them apart less: its weight is shared among them.
+    # A word that matches in many tables tells them apart less: its weight is shared among them (views, which
+    # repeat their tables' names, do not count).
+    views = {t.name for t in schema.tables if t.view}
     spread: dict[str, int] = {}
-    for found in raw.values():
+    for name, found in raw.items():
         for word in {m[0] for m in found}:
-            spread[word] = spread.get(word, 0) + 1
+            spread[word] = spread.get(word, 0) + (name not in views)
     own: dict[str, tuple[float, tuple[Match, ...]]] = {}
     for table in schema.tables:
         best: dict[str, Match] = {}
         for word, where, name, score in raw[table.name]:
-            match = Match(word, where, name, score / spread[word])
+            match = Match(word, where, name, score / max(spread[word], 1))
             if word not in best or match.score > best[word].score:
                 best[word] = match
         matches = tuple(sorted(best.values(), key=lambda m: -m.score))
         own[table.name] = (sum(m.score for m in matches), matches)
     neighbours = foreign_key_neighbours(schema)
-    top = max((score for score, _ in own.values()), default=0.0)
-    anchors = {name for name, (score, _) in own.items() if name in named or (score > 0 and score >= ANCHOR * top)}
+    top = max((score for name, (score, _) in own.items() if name not in views), default=0.0)
+    anchors = {name for name, (score, _) in own.items()
+               if name not in views and (name in named or (score > 0 and score >= ANCHOR * top))}
     ranking = []
     for position, table in enumerate(schema.tables):
         score, matches = own[table.name]
@@ -255,6 +209,32 @@ def relevance(schema: Schema, question: str) -> list[Relevance]:
         ranking.append((position, Relevance(table.name, round(score + bonus, 4), table.name in named, matches, linked)))
     ranking.sort(key=lambda item: (not item[1].named, -item[1].score, item[0]))
     return [r for _, r in ranking]
+
+
+def bridges(schema: Schema, kept: set[str]) -> set[str]:
+    """The tables outside ``kept`` that link two of its tables, a foreign key between it and each, either way
+    (``order_items`` between ``orders`` and ``products``; ``country`` between ``city`` and ``countrylanguage``).
+
+    >>> from edge_sql.steps.schema import Column, ForeignKey, Schema, Table
+    >>> key = lambda table: ForeignKey(f"{table}_id", table, "id")
+    >>> schema = Schema("sqlite", (Table("shop", ()), Table("employee", ()),
+    ...     Table("hiring", (), (key("shop"), key("employee"))), Table("evaluation", (), (key("employee"),))))
+    >>> sorted(bridges(schema, {"shop", "employee"})), sorted(bridges(schema, {"shop", "evaluation"}))
+    (['hiring'], [])
+    >>> sorted(bridges(schema, {"hiring", "evaluation"}))
+    ['employee']
+    """
+    lowered = {name.lower(): name for name in kept}
+    found = set()
+    for table in schema.tables:
+        if table.name in kept or table.view:
+            continue
+        out = {lowered[k.table.lower()] for k in table.foreign_keys if k.table.lower() in lowered}
+        into = {t.name for t in schema.tables if t.name in kept
+                for k in t.foreign_keys if k.table.lower() == table.name.lower()}
+        if len(out | into) >= 2:
+            found.add(table.name)
+    return found
 
 
 def foreign_key_neighbours(schema: Schema) -> dict[str, list[str]]:
@@ -277,14 +257,15 @@ def prune_schema(schema: Schema, question: str, *, max_tables: int | None = None
     When nothing in the schema matches the question, every table is relevant (up to ``max_tables``, in order).
     """
     ranking = relevance(schema, question)
-    matched = [r for r in ranking if r.named or r.score > 0]
-    if not any(r.named or r.matches for r in ranking):
-        matched = ranking  # nothing to go by: keep what the caps allow, in schema order
+    views = {t.name for t in schema.tables if t.view}
+    matched = [r for r in ranking if r.named or (r.score > 0 and r.table not in views)]
+    if not any(r.named or (r.matches and r.table not in views) for r in ranking):
+        matched = [r for r in ranking if r.table not in views]  # nothing to go by: what the caps allow, in order
     kept = [r.table for r in matched if r.named]
     for r in matched:
-        if r.table not in kept and (max_tables is None or len(kept) < max_tables):
+        if r.table not in kept and r.table not in views and (max_tables is None or len(kept) < max_tables):
             kept.append(r.table)
-    keep = set(kept)
+    keep = set(kept) | bridges(schema, set(kept))
     tables = []
     for table in schema.tables:
         if table.name in keep:
