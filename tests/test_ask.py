@@ -191,6 +191,24 @@ def test_early_stop_ends_sampling_once_a_majority_agrees(shop, fake_model):
     assert [entry["verdict"] for entry in answer["ballot"]] == ["valid", "valid", "valid", "stopped", "stopped"]
 
 
+def test_early_stop_ends_sampling_once_no_other_result_can_catch_up(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers", "SELECT count(customer_id) FROM customers",
+                       "SELECT name FROM nowhere", "SELECT nothing FROM customers", "SELECT count(*) FROM orders")
+    result = ask(shop, "How many customers?", "-n", "5", "--early-stop", "--format", "json")
+    answer = json.loads(result.stdout)
+    assert answer["rows"] == [[40]] and answer["votes"] == 2  # 2 against none, one running: it cannot tie
+    assert [entry["verdict"] for entry in answer["ballot"]] == ["valid", "valid", "unknown_table", "unknown_column",
+                                                                "stopped"]
+    assert model.served == 4
+
+
+def test_early_stop_waits_while_the_last_candidate_could_tie(shop, fake_model):
+    model = fake_model("SELECT count(*) FROM customers", "SELECT count(customer_id) FROM customers",
+                       "SELECT name FROM nowhere", "SELECT count(*) FROM orders", "SELECT count(*) FROM products")
+    ask(shop, "How many customers?", "-n", "5", "--early-stop", "--format", "json")
+    assert model.served == 5  # 2 against 1 with one running: it could make 2 against 2
+
+
 def test_without_a_majority_early_stop_samples_everything(shop, fake_model):
     fake_model("SELECT count(*) FROM customers", "SELECT count(*) FROM orders", "SELECT count(*) FROM products")
     result = ask(shop, "How many customers?", "-n", "3", "--early-stop", "--format", "json")

@@ -175,7 +175,8 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     assert set(report["dataset"]) == {"path", "layout", "metric", "questions", "selected", "db", "limit", "shuffle",
                                       "seed", "shard"}
     assert report["dataset"]["layout"] == "spider" and report["dataset"]["metric"] == "spider"
-    assert report["sampling"] == {"candidates": 3, "temperature": 0.7, "seed": 42, "max_tokens": None}  # None: derived per question
+    assert report["sampling"] == {"candidates": 3, "temperature": 0.7, "seed": 42, "max_tokens": None,  # None: per question
+                                  "early_stop": False}
     for result in report["results"]:
         assert set(result) == {"candidates", "label", "questions", "right", "ex", "nonempty_questions",
                                "nonempty_right", "ex_nonempty", "valid", "invalid", "failed", "valid_share",
@@ -202,6 +203,19 @@ def test_the_report_json_has_a_stable_shape(spider, fake_model, tmp_path):
     assert report["records"][4]["answers"][1] == {"candidates": 3, "sql": NO_ANSWER, "right": False, "votes": 0,
                                                   "valid": 0, "invalid": 3, "failed": 0, "error": "no valid candidate",
                                                   "confidence": None, "signals": None}
+
+
+def test_early_stop_scores_the_vote_it_stopped(fake_model, tmp_path):
+    spider = spider_dataset(tmp_path / "spider", QUESTIONS[:1])
+    model = fake_model("SELECT count(*) FROM singer", "SELECT COUNT(singer_id) FROM singer", "SELECT 1")
+    report_path = tmp_path / "report.json"
+    result = run_eval("--data", str(spider), "--model", "fake", "-n", "3", "--early-stop", "--report", str(report_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["sampling"]["early_stop"] is True
+    (vote,) = report["results"]
+    assert (vote["label"], vote["questions"], vote["right"]) == ("vote@3", 1, 1)
+    assert model.served == 2  # two agree, one left to run: the vote was decided
 
 
 def test_ex_is_also_reported_on_the_questions_whose_gold_result_is_not_empty(tmp_path, fake_model):
@@ -378,6 +392,7 @@ def test_ctrl_c_ends_the_run_with_a_report_of_the_questions_done(spider, fake_mo
     (["--limit", "0"], "--limit"),
     (["--report", "/no/such/folder/r.json"], "--report"),
     (["--predictions", "/"], "--predictions"),
+    (["--early-stop", "-n", "1,5"], "--candidates"),  # the first k of a stopped sampling are not a vote of k
 ])
 def test_bad_options_are_usage_errors(spider, args, message):
     result = run_eval("--data", str(spider), "--model", "fake", *args)

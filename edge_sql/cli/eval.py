@@ -74,6 +74,9 @@ def eval_command(
     prune: PruneOpt = None,
     hints: HintsOpt = None,
     max_tokens: MaxTokensOpt = None,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop each question's sampling once its vote is "
+                                             "decided, as ask --early-stop does; give one candidate count (-n 5): "
+                                             "the first k of a stopped sampling are not a vote of k.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
                                                  help="Run only the K-th of N contiguous slices of the questions "
                                                  "(after --db, --shuffle and --limit); merge the N reports with "
@@ -96,6 +99,9 @@ def eval_command(
     from edge_sql.pipeline import Limits
 
     counts = parse_counts(candidates)
+    if early_stop and len(counts) > 1:
+        raise typer.BadParameter(f"--early-stop scores one candidate count, not {candidates!r}: give e.g. -n 5",
+                                 param_hint="--candidates")
     chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False)  # bad flags fail before loading
     for path, option in ((report, "--report"), (predictions, "--predictions")):
         check_writable(path, option)
@@ -113,7 +119,7 @@ def eval_command(
     remedies = chosen_remedies(grammar, repair, repair_rounds, merge, prune, hints, config=False, preset=loaded.preset,
                                    constrain=constrain)
     merger = chosen_merger(remedies, loaded, merge_model, threads=threads, timeout=model_timeout)
-    sampling = Sampling(candidates=max(counts), seed=seed, max_tokens=max_tokens,
+    sampling = Sampling(candidates=max(counts), seed=seed, max_tokens=max_tokens, early_stop=early_stop,
                         temperature=loaded.preset.temperature if temperature is None else temperature)
     selection = {"questions": len(dataset.examples), "selected": len(examples), "db": list(db or []),
                  "limit": limit, "shuffle": shuffle, "seed": seed,

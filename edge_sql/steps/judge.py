@@ -90,23 +90,46 @@ def describe_failure(ballot: Ballot) -> str:
 
 
 class EarlyStop:
-    """Judges candidates as they finish, and says stop once a strict majority of all N agree on a result (a
-    candidate comparing a column with a value no row holds does not count towards it: a later one may find it)."""
+    """Judges candidates as they finish, and says stop once the vote is decided: a result has more votes than any
+    other could still reach with the candidates still running (a strict majority of all N always is). Only a result
+    that at least one candidate gave without comparing a column to a value no row holds can be decided early (a
+    later candidate may find the value, and the vote prefers it); the vote of all N would choose the same result."""
 
     def __init__(self, db: Database, limits: Limits, candidates: int):
         self.db, self.limits, self.candidates = db, limits, candidates
         self.judged: dict[int, Entry] = {}
-        self.counts: dict[object, int] = {}
+        self.counts: dict[object, int] = {}  # result -> the candidates that returned it
+        self.trusted: set = set()  # the results some candidate gave that rests on no missing value
         self.timings: dict[str, float] = {}
 
     def __call__(self, index: int, candidate) -> bool:
         (entry,) = judge([candidate], self.db, self.limits, self.timings)
         self.judged[index] = entry
-        if entry.result is None or entry.ungrounded:
-            return False
-        key = result_key(entry.result, entry.verdict.ordered)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        return self.counts[key] * 2 > self.candidates
+        if entry.result is not None and entry.verdict.ok:
+            key = result_key(entry.result, entry.verdict.ordered)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            if not entry.ungrounded:
+                self.trusted.add(key)
+        return self.decided()
+
+    def decided(self) -> bool:
+        """Whether a result rests on a stored value (or on none) and leads every other result by more votes than the
+        candidates still running could give it.
+
+        >>> stop = EarlyStop(None, Limits(), 5)
+        >>> stop.judged, stop.counts, stop.trusted = dict.fromkeys(range(4)), {"a": 2}, {"a"}
+        >>> stop.decided()  # 2 votes; the one still running could make another result 1 at most
+        True
+        >>> stop.counts = {"a": 2, "b": 1}
+        >>> stop.decided()  # the last one could make it 2 against 2
+        False
+        """
+        running = self.candidates - len(self.judged)
+        for key in self.trusted:
+            others = max((count for other, count in self.counts.items() if other != key), default=0)
+            if self.counts[key] > others + running:
+                return True
+        return False
 
     def entries(self, candidates, timings: dict[str, float]) -> list[Entry]:
         """Every candidate's entry: judged as it finished, marked stopped, or judged now."""
