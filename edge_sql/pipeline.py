@@ -191,7 +191,7 @@ def conclude(deliberation: Deliberation, setup: Setup, candidates: int | None = 
 
 def assess(answer: Answer) -> Answer:
     """The answer with its signals and its calibrated confidence."""
-    signals = signals_of(answer.ballot, answer.candidates)
+    signals = signals_of(answer.ballot)
     return replace(answer, signals=signals, confidence=None if signals is None else CALIBRATION.probability(signals))
 
 

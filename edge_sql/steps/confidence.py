@@ -62,13 +62,13 @@ class Calibration:
 DEFAULT = Calibration(-2.0, (3.0, 1.0, 0.5, -1.0, 1.0, -1.5, 0.0), "placeholder")
 
 
-def signals_of(ballot, asked: int) -> Signals | None:
-    """The signals of ``ballot`` (a :class:`edge_sql.steps.vote.Ballot`) out of ``asked`` candidates, or None when
-    nothing won."""
+def signals_of(ballot) -> Signals | None:
+    """The signals of ``ballot`` (a :class:`edge_sql.steps.vote.Ballot`), or None when nothing won. Candidates
+    stopped early (the vote was decided without them) are not counted as asked."""
     winner = ballot.winner
     if winner is None:
         return None
-    asked = max(1, asked)
+    asked = max(1, sum(1 for entry in ballot.entries if not entry.candidate.stopped))
     groups = group_sizes(ballot)
     runner_up = groups[1] if len(groups) > 1 else 0
     greedy = bool(ballot.entries) and same_result(ballot.entries[0], winner)
