@@ -36,13 +36,13 @@ def chosen_model(model: str | None, *, config: bool = True, threads: int | None 
     ``EDGESQL_MODEL``, else the config file's when ``config``, else the best installed preset, else
     smollm2-135m-sql), named once on stderr unless ``--model`` named it. ``eval`` passes ``config=False``: it reads
     no config file. With ``threads`` not pinned (None), the same line says when busy cores leave a local model fewer
-    threads: ``model smollm2-135m-sql (default), 1 thread: 1 of 2 cores busy``."""
+    threads: ``model smollm2-135m-sql (default), 1 thread: 1 of 2 cores busy`` (nothing is said for a model that
+    ``--model`` named)."""
     from edge_sql.weights import choose_model
 
     choice = choose_model(model, config=config)
-    notice = ", ".join(part for part in (choice.notice, threads_notice(choice.model, threads)) if part)
-    if notice:
-        say(notice)
+    if choice.notice:  # a model --model named is not named again, nor its threads: stderr stays for what went wrong
+        say(", ".join(part for part in (choice.notice, threads_notice(choice.model, threads)) if part))
     return choice.model
 
 
