@@ -94,6 +94,34 @@ def test_train_writes_an_adapter_that_ask_and_eval_run(base, tmp_path):
 
 
 @needs_extra
+def test_pairs_written_by_rule_join_the_training_pairs_and_leave_the_held_back_ones_alone(base, tmp_path):
+    """--pairs dates: questions on the dates of the training data's own database (the shop's order and signup
+    dates), as many as --pairs-share of the pairs trained on, kept beside the adapter; the held-back slice is the one
+    a run without them holds back."""
+    from edge_sql.train.examples import hold_back, read_pairs
+
+    data = pairs_file(tmp_path, repeat=2)
+    result = train("--data", data, "--base", base, "--out", tmp_path / "run", "--epochs", "0.5", "--held-back", "2",
+                   "--pairs", "dates", "--pairs-share", "0.5")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert record["held_back"] == 2 and record["rule_pairs"]["written"] == 4  # half of the 8 trained on (12 less 2 x 2)
+    assert record["examples"] == 8 + 4 and "4 written by rule: --pairs dates" in result.stdout
+    lines = [json.loads(line) for line in (tmp_path / "run" / "pairs" / "dates.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and all(line["kind"].startswith("dates/") for line in lines)
+    assert all(("order_date" in line["query"]) or ("signup_date" in line["query"]) or
+               ("shipped_date" in line["query"]) for line in lines)
+    held = [json.loads(line)["question"] for line in (tmp_path / "run" / "held-back.jsonl").read_text().splitlines()]
+    assert held == [p.question for p in hold_back(read_pairs(data), 2, 42)[1]]
+
+
+def test_pairs_of_an_unknown_kind_are_one_line_and_exit_2(tmp_path):
+    result = train("--data", pairs_file(tmp_path), "--out", tmp_path / "out", "--pairs", "joins")
+    assert result.exit_code == 2, result.output
+    assert "--pairs joins: give dates" in result.stderr and result.stderr.count("\n") == 1
+
+
+@needs_extra
 def test_llama_cpp_applies_the_adapter(base, tmp_path):
     """The trained adapter changes what llama.cpp computes, batched and sequential alike."""
     from edge_sql.backends.llama import LlamaModel

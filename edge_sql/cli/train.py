@@ -46,6 +46,14 @@ def train_command(
                                         "else the CPU), cpu, cuda or cuda:N.")] = "auto",
     paraphrases: Annotated[bool, typer.Option("--paraphrases", help="Also train on Spider-Syn's paraphrased "
                                               "questions (train_spider_syn.json).")] = False,
+    pairs: Annotated[Optional[str], typer.Option("--pairs", show_default=False,
+                                                 help="Also train on pairs written by rule from the training data's "
+                                                 "own databases: dates (questions on dates and years: a year, a "
+                                                 "month, a day, before, after, between, per year, the latest; in "
+                                                 "SQLite's SQL and, on DuckDB copies, DuckDB's).")] = None,
+    pairs_share: Annotated[float, typer.Option("--pairs-share", min=0.0, max=10.0,
+                                               help="How many --pairs pairs, as a share of the training pairs "
+                                               "(0.1: one for every ten).")] = 0.1,
     resume: Annotated[Optional[str], typer.Option("--resume", show_default=False,
                                                   help="Start from an adapter trained before: a folder edgesql "
                                                   "train wrote, a GGUF LoRA file, or a preset with one (e.g. "
@@ -81,6 +89,10 @@ def train_command(
 
     if method not in METHODS:
         raise UsageError(f"--method {method}: give {' or '.join(METHODS)}")
+    from edge_sql.train.pairs import KINDS, Mix
+
+    if pairs is not None and pairs not in KINDS:
+        raise UsageError(f"--pairs {pairs}: give {' or '.join(KINDS)}")
     settings = Settings(epochs=epochs, rank=rank, alpha=alpha, learning_rate=learning_rate or METHODS[method],
                         seed=seed, batch_tokens=batch_tokens, layers=layers, bf16=bf16, device=device)
     console = stderr_console()
@@ -90,7 +102,7 @@ def train_command(
         console.print(f"edgesql: {line}", highlight=False, soft_wrap=True)
 
     options = dict(paraphrases=paraphrases, held_back=held_back, limit=limit, threads=threads, command=command,
-                   say=say, resume=resume)
+                   say=say, resume=resume, mix=None if pairs is None else Mix(pairs, pairs_share))
     with training_progress(console) as on_step:
         if method == "grpo":
             from edge_sql.train.grpo import Policy
@@ -110,7 +122,9 @@ def train_command(
                  ("group accuracy", first_last(accuracy, percent=True)),
                  ("training", f"{summary['train_tokens_per_second'] or 0:,} tokens/s")]
     else:
-        rows += [("examples", f"{summary['examples']:,} in {summary['batches']:,} batches"),
+        rows += [("examples", f"{summary['examples']:,} in {summary['batches']:,} batches"
+                              + (f" ({summary['rule_pairs']['written']:,} written by rule: --pairs "
+                                 f"{summary['rule_pairs']['kind']})" if summary.get("rule_pairs") else "")),
                  ("tokens an epoch", f"{summary['tokens_per_epoch']['shared_prefix']:,} (each schema once; "
                                      f"{summary['tokens_per_epoch']['plain']:,} without)"),
                  ("loss per epoch", ", ".join(f"{loss:.4f}" for loss in summary["loss_per_epoch"]))]

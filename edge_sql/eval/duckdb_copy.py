@@ -2,14 +2,14 @@
 other engine (``benchmarks/duckdb_dev.py`` measures Spider dev there; ``edgesql train --pairs`` writes DuckDB
 training pairs on copies of the training databases).
 
-The tables are copied through Python's ``sqlite3`` (DuckDB's sqlite extension would have to be downloaded), many rows
-to an INSERT. Each column gets the DuckDB type of the type SQLite gives it (its affinity: ``INT`` → BIGINT, ``TEXT``
-/ ``CHAR`` → VARCHAR, ``REAL`` / ``FLOAT`` → DOUBLE); a column of NUMERIC or no affinity (``bool``, ``DATETIME``,
-``NUMBER``) gets the narrowest of BIGINT, DOUBLE and VARCHAR that holds its values, and a column whose values do not
-fit its affinity's type (text in an INT column) becomes VARCHAR, which is noted. ``types`` may name another type for
-some columns (``DATE`` or ``TIMESTAMP`` for ISO text dates: DuckDB reads the text as it inserts it). Primary and
-foreign keys are kept where DuckDB accepts them over the data (they show in the prompt); the ones it refuses are
-dropped, and noted.
+The tables are copied through Python's ``sqlite3`` (DuckDB's sqlite extension would have to be downloaded) and
+inserted a table at a time (see :func:`insert`). Each column gets the DuckDB type of the type SQLite gives it (its
+affinity: ``INT`` → BIGINT, ``TEXT`` / ``CHAR`` → VARCHAR, ``REAL`` / ``FLOAT`` → DOUBLE); a column of NUMERIC or
+no affinity (``bool``, ``DATETIME``, ``NUMBER``) gets the narrowest of BIGINT, DOUBLE and VARCHAR that holds its
+values, and a column whose values do not fit its affinity's type (text in an INT column) becomes VARCHAR, which is
+noted. ``types`` may name another type for some columns (``DATE`` or ``TIMESTAMP`` for ISO text dates: DuckDB reads
+the text as it inserts it). Primary and foreign keys are kept where DuckDB accepts them over the data (they show in
+the prompt); the ones it refuses are dropped, and noted.
 
 >>> duckdb_type("INT", {"integer"}), duckdb_type("DATETIME", {"text"}), duckdb_type("INT", {"integer", "text"})
 ('BIGINT', 'VARCHAR', 'VARCHAR')
@@ -25,7 +25,7 @@ import duckdb
 
 #: Small blocks keep a small database's file small (DuckDB's default is 256 KiB a block), as examples/build.py does.
 BLOCK_SIZE = 16_384
-#: Values bound in one INSERT statement (a statement of many rows is ~30x faster than ``executemany``).
+#: Values bound in one INSERT statement without NumPy (a statement of many rows is ~30x faster than ``executemany``).
 VALUES_PER_INSERT = 5_000
 
 
@@ -165,7 +165,7 @@ def create(connection, table: dict, tables: dict, created: dict, notes: list[str
         try:
             connection.execute("BEGIN")
             connection.execute(f"CREATE TABLE {name} ({', '.join(columns + constraints)})")
-            insert(connection, name, len(columns), table["rows"])
+            insert(connection, name, [chosen for _, _, chosen, _ in table["columns"]], table["rows"])
             connection.execute("COMMIT")
         except duckdb.Error as error:
             connection.execute("ROLLBACK")
@@ -180,11 +180,32 @@ def create(connection, table: dict, tables: dict, created: dict, notes: list[str
         return
 
 
-def insert(connection, name: str, width: int, rows: list[tuple]) -> None:
-    """The rows into table ``name``, many to a statement."""
-    step = max(1, VALUES_PER_INSERT // max(width, 1))
-    row = "(" + ", ".join("?" for _ in range(width)) + ")"
-    for start in range(0, len(rows), step):
-        chunk = rows[start:start + step]
-        connection.execute(f"INSERT INTO {name} VALUES {', '.join(row for _ in chunk)}",
-                           [value for values in chunk for value in values])
+def insert(connection, name: str, types: list[str], rows: list[tuple]) -> None:
+    """The rows into table ``name`` (whose columns have DuckDB ``types``): scanned by DuckDB from a NumPy array a
+    column where NumPy is installed (the ``train`` extra: 200,000 rows in a tenth of a second), else many rows to an
+    INSERT statement. Both give the same table: a value of a VARCHAR column that is not text is written as the text
+    DuckDB's cast writes, a number of a DOUBLE column as a float."""
+    if not rows:
+        return
+    try:
+        import numpy
+    except ImportError:
+        numpy = None
+    if numpy is None:
+        step = max(1, VALUES_PER_INSERT // max(len(types), 1))
+        row = "(" + ", ".join("?" for _ in types) + ")"
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            connection.execute(f"INSERT INTO {name} VALUES {', '.join(row for _ in chunk)}",
+                               [value for values in chunk for value in values])
+        return
+    columns = {}
+    for index, kind in enumerate(types):
+        same = {"VARCHAR": lambda v: v if v is None or isinstance(v, str) else str(v),
+                "DOUBLE": lambda v: v if v is None else float(v)}.get(kind, lambda v: v)
+        column = numpy.empty(len(rows), dtype=object)
+        column[:] = [same(row[index]) for row in rows]
+        columns[f"c{index}"] = column
+    connection.register("edgesql_copied_rows", columns)  # a failed INSERT leaves it registered: the next replaces it
+    connection.execute(f"INSERT INTO {name} SELECT * FROM edgesql_copied_rows")
+    connection.unregister("edgesql_copied_rows")

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edge_sql.backends.llama import TRAINED_ADAPTER
 from edge_sql.digest import file_sha256
@@ -25,6 +25,9 @@ from edge_sql.errors import ModelError, UsageError
 from edge_sql.preset import GENERIC, Preset, get_preset
 from edge_sql.train.examples import PromptModel, hold_back, read_pairs, render
 from edge_sql.train.loop import Settings
+
+if TYPE_CHECKING:
+    from edge_sql.train.pairs import Mix
 
 
 @dataclass
@@ -103,10 +106,12 @@ class Start:
     start_path: Path | None
     start_digest: str
     settings: Settings
+    rule_pairs: dict = field(default_factory=dict)  # what --pairs added to the training pairs
 
 
 def begin(data: Path, base: str, out: Path, settings: Settings, *, paraphrases: bool, held_back: int,
-          limit: int | None, threads: int | None, say: Callable[[str], None], resume) -> Start:
+          limit: int | None, threads: int | None, say: Callable[[str], None], resume,
+          mix: Mix | None = None) -> Start:
     from convert.errors import require_extra
 
     require_extra("train", ("torch", "transformers", "peft"))
@@ -127,6 +132,10 @@ def begin(data: Path, base: str, out: Path, settings: Settings, *, paraphrases: 
     loaded = load_base(base)
     loaded.model.to(device)
     say(f"{len(pairs)} pairs from {data}: {len(training)} to train on, {len(held)} held back to score")
+    written: dict = {}
+    if mix is not None:
+        added, written = rule_pairs(mix, training, len(pairs), out, settings.seed, say)
+        training = training + added
     start, start_digest = None, ""
     if start_path is not None:
         start = read_start(start_path, loaded)
@@ -138,20 +147,47 @@ def begin(data: Path, base: str, out: Path, settings: Settings, *, paraphrases: 
         settings = replace(settings, rank=start.rank, alpha=round(start.alpha), layers=layers)
         say(f"continuing {start_path} (rank {start.rank}, alpha {start.alpha:g}, "
             f"{len(start.blocks)} of {loaded.blocks} layers)")
-    return Start(pairs, training, held, device, loaded, start, start_path, start_digest, settings)
+    return Start(pairs, training, held, device, loaded, start, start_path, start_digest, settings, written)
+
+
+def rule_pairs(mix: Mix, training: list, first_index: int, out: Path, seed: int, say) -> tuple[list, dict]:
+    """``--pairs``: pairs written by rule from the training pairs' databases (:mod:`edge_sql.train.pairs`), a share
+    of the training pairs in number, drawn with ``seed``; written to ``OUT/pairs/<kind>.jsonl`` (with the DuckDB
+    copies they ask, in ``OUT/pairs/database``). The held-back pairs are not touched."""
+    from collections import Counter
+
+    from edge_sql.train.pairs import as_examples, write_jsonl, write_pairs
+
+    count = round(mix.share * len(training))
+    folder = out / "pairs"
+    try:
+        written = write_pairs(mix.kind, {p.db_path for p in training if p.db_path.is_file()}, folder, seed, count,
+                              say)
+        write_jsonl(written.pairs, folder / f"{mix.kind}.jsonl")
+    except OSError as error:
+        raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
+    if len(written.pairs) < count:
+        say(f"--pairs {mix.kind}: {len(written.pairs)} pairs, fewer than the {count} asked for: that is all the "
+            "databases give")
+    record = {"kind": mix.kind, "share": mix.share, "asked": count, "written": len(written.pairs),
+              "databases": written.databases, "file": f"pairs/{mix.kind}.jsonl",
+              "templates": dict(Counter(p.template for p in written.pairs).most_common()),
+              "engines": dict(Counter(p.engine for p in written.pairs).most_common()), "dropped": written.dropped}
+    return as_examples(list(written.pairs), first_index), record
 
 
 def train_adapter(data: Path, base: str, out: Path, settings: Settings = Settings(), *, paraphrases: bool = False,
                   held_back: int = 200, limit: int | None = None, threads: int | None = None,
                   command: str = "", say: Callable[[str], None] = lambda line: None,
-                  on_step=None, resume: str | Path | None = None) -> Trained:
-    """Supervised fine-tuning (``--method sft``): the model learns to write the gold queries."""
+                  on_step=None, resume: str | Path | None = None, mix: Mix | None = None) -> Trained:
+    """Supervised fine-tuning (``--method sft``): the model learns to write the gold queries (and, with ``mix``,
+    pairs written by rule)."""
     from edge_sql.train.loop import make_batches, train
 
     out = Path(out).expanduser()
     started = time.monotonic()
     run = begin(data, base, out, settings, paraphrases=paraphrases, held_back=held_back, limit=limit,
-                threads=threads, say=say, resume=resume)
+                threads=threads, say=say, resume=resume, mix=mix)
     loaded, settings = run.loaded, run.settings
     prompts = PromptModel(loaded.name, loaded.preset, context_of(loaded), loaded.tokenizer)
     rendered = render(run.training, prompts)
@@ -184,7 +220,7 @@ def common_summary(command: str, data: Path, paraphrases: bool, run: Start, meth
     return {"command": command, "method": method, "data": str(data), "paraphrases": paraphrases,
             "base": str(run.loaded.name), "settings": asdict(run.settings),
             "resumed_from": None if run.start_path is None else str(run.start_path), "pairs": len(run.pairs),
-            "held_back": len(run.held)}
+            "held_back": len(run.held), "rule_pairs": run.rule_pairs or None}
 
 
 def finish_summary(seconds: float, device: str, adapter: Path, size: int) -> dict:
@@ -224,7 +260,7 @@ def export(peft_model, loaded: Base, path: Path, command: str) -> tuple[Path, in
 def train_policy(data: Path, base: str, out: Path, settings: Settings = Settings(), policy=None, *,
                  paraphrases: bool = False, held_back: int = 200, limit: int | None = None,
                  threads: int | None = None, command: str = "", say: Callable[[str], None] = lambda line: None,
-                 on_step=None, resume: str | Path | None = None) -> Trained:
+                 on_step=None, resume: str | Path | None = None, mix: Mix | None = None) -> Trained:
     """GRPO (``--method grpo``): the model learns from the execution of its own candidates
     (:mod:`edge_sql.train.grpo`); the sampler is llama.cpp with the adapter the trainer writes."""
     from edge_sql.eval.scoring import Databases
@@ -235,7 +271,7 @@ def train_policy(data: Path, base: str, out: Path, settings: Settings = Settings
     out = Path(out).expanduser()
     started = time.monotonic()
     run = begin(data, base, out, settings, paraphrases=paraphrases, held_back=held_back, limit=limit,
-                threads=threads, say=say, resume=resume)
+                threads=threads, say=say, resume=resume, mix=mix)
     loaded, settings = run.loaded, run.settings
     if loaded.gguf is None:
         raise UsageError(f"--method grpo samples with llama.cpp: give --base a preset or a GGUF file (edgesql convert "
