@@ -17,6 +17,7 @@ the prompt); the ones it refuses are dropped, and noted.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Mapping
@@ -94,8 +95,9 @@ def read_table(source: sqlite3.Connection, table: str, types: Mapping[tuple[str,
 
 
 def convert(sqlite_path: Path, duckdb_path: Path, types: Mapping[tuple[str, str], str] | None = None) -> list[str]:
-    """Copy every table of ``sqlite_path`` into a new DuckDB file ``duckdb_path`` (replaced if it exists); the notes
-    on what could not be kept. ``types`` maps (table, column), both lower case, to the DuckDB type to give it."""
+    """Copy every table of ``sqlite_path`` into a new DuckDB file ``duckdb_path`` (replaced, once the copy is whole,
+    if it exists); the notes on what could not be kept. ``types`` maps (table, column), both lower case, to the
+    DuckDB type to give it."""
     source = sqlite3.connect(f"{Path(sqlite_path).resolve().as_uri()}?mode=ro", uri=True)
     source.text_factory = lambda b: b.decode("utf-8", errors="replace")  # as Spider's evaluator reads text
     names = [row[0] for row in source.execute(
@@ -111,18 +113,24 @@ def convert(sqlite_path: Path, duckdb_path: Path, types: Mapping[tuple[str, str]
                              f"{chosen}")
     duckdb_path = Path(duckdb_path)
     duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    duckdb_path.unlink(missing_ok=True)
+    partial = duckdb_path.with_name(f".{duckdb_path.name}.partial")  # renamed when whole: never a half-made copy
+    partial.unlink(missing_ok=True)
     connection = duckdb.connect()
     try:
-        connection.execute(f"ATTACH '{str(duckdb_path).replace(chr(39), chr(39) * 2)}' AS target "
+        connection.execute(f"ATTACH '{str(partial).replace(chr(39), chr(39) * 2)}' AS target "
                            f"(BLOCK_SIZE {BLOCK_SIZE})")
         connection.execute("USE target")
         created: dict[str, set] = {}  # table (lower case) -> its primary key's columns (lower case), as created
         for table in ordered(tables):
             create(connection, table, tables, created, notes)
         connection.execute("CHECKPOINT")
-    finally:
+    except BaseException:
         connection.close()
+        partial.unlink(missing_ok=True)
+        Path(f"{partial}.wal").unlink(missing_ok=True)
+        raise
+    connection.close()
+    os.replace(partial, duckdb_path)
     return notes
 
 

@@ -209,32 +209,29 @@ class Source:
         return ("sqlite", "duckdb") if self.engine == "sqlite" else (self.engine,)
 
     def verify(self, wanted: set[tuple[int, str]]) -> None:
-        """Run the wanted (draft, engine) queries not run yet; a DuckDB twin needs its SQLite draft's rows, which it
-        must equal."""
-        own = {index for index, _ in wanted} if self.engine == "sqlite" else {i for i, e in wanted if e == self.engine}
-        todo = sorted(i for i in own if (i, self.engine) not in self.verified)
-        ran = run_drafts([self.drafts[i] for i in todo], self.path, self.engine, self.dropped)
-        for position, index in enumerate(todo):
-            self.verified[(index, self.engine)] = ran.get(position)
-        twins = sorted(i for i, e in wanted if e == "duckdb" and self.engine == "sqlite"
-                       and (i, "duckdb") not in self.verified and self.verified.get((i, "sqlite")) is not None)
-        if not twins:
-            for index, engine in wanted:
-                self.verified.setdefault((index, engine), None)
-            return
-        if not self.copy.is_file():
-            types = {(c.table.lower(), c.column.lower()): c.storage.upper() for c in self.columns
-                     if c.storage in ("date", "timestamp")}
-            convert(self.path, self.copy, types)
-        ran = run_drafts([self.drafts[i] for i in twins], self.copy, "duckdb", self.dropped)
-        for position, index in enumerate(twins):
+        """Run the wanted (draft, engine) queries not run yet. A DuckDB twin runs on the copy (written the first
+        time one is wanted) only when its SQLite draft was kept, and must return the same rows."""
+        own = sorted({index for index, engine in wanted if engine == self.engine or self.engine == "sqlite"})
+        self.run([i for i in own if (i, self.engine) not in self.verified], self.path, self.engine)
+        twins = sorted(index for index, engine in wanted if engine == "duckdb" and self.engine == "sqlite"
+                       and (index, engine) not in self.verified and self.verified[(index, "sqlite")] is not None)
+        if twins:
+            if not self.copy.is_file():
+                convert(self.path, self.copy, {(c.table.lower(), c.column.lower()): c.storage.upper()
+                                               for c in self.columns if c.storage in ("date", "timestamp")})
+            self.run(twins, self.copy, "duckdb")
+        for key in wanted:
+            self.verified.setdefault(key, None)
+
+    def run(self, indexes: list[int], path: Path, engine: str) -> None:
+        ran = run_drafts([self.drafts[i] for i in indexes], path, engine, self.dropped)
+        for position, index in enumerate(indexes):
             rows = ran.get(position)
-            if rows is not None and Counter(rows) != Counter(self.verified[(index, "sqlite")]):
-                self.dropped["duckdb: result differs from SQLite's"] += 1
-                rows = None
-            self.verified[(index, "duckdb")] = rows
-        for index, engine in wanted:
-            self.verified.setdefault((index, engine), None)
+            if rows is not None and engine != self.engine:  # a twin: the rows of the original
+                if Counter(rows) != Counter(self.verified[(index, self.engine)]):
+                    self.dropped[f"{engine}: result differs from {self.engine}'s"] += 1
+                    rows = None
+            self.verified[(index, engine)] = rows
 
     def pair(self, index: int, engine: str) -> Pair:
         draft = self.drafts[index]
