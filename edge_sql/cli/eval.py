@@ -243,6 +243,22 @@ def describe(remedies, merge_model: str | None = None) -> str:
     return ", ".join(words) or "no remedies"
 
 
+def breakdown(title: str, name: str, groups, summaries, counts):
+    """A table of EX per group (a hardness level, a kind) for each candidate count; ``counts(summary)`` maps a group
+    to its (questions, right)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column(name)
+    table.add_column("questions", justify="right")
+    for s in summaries:
+        table.add_column(s.label, justify="right")
+    for group in groups:
+        count = counts(summaries[0])[group][0]
+        table.add_row(group, str(count), *(f"{counts(s)[group][1] / count:.1%}" for s in summaries))
+    return table
+
+
 def print_report(report, console) -> None:
     """The report for people: EX per candidate count, EX per hardness level and per kind (a JSONL set's tags), then
     speed and memory."""
@@ -273,27 +289,10 @@ def print_report(report, console) -> None:
 
     levels = [lv for lv in (*LEVELS, "unknown") if summaries and lv in summaries[0].by_hardness]
     if levels:
-        by_level = Table(title="EX by Spider hardness", title_justify="left")
-        by_level.add_column("hardness")
-        by_level.add_column("questions", justify="right")
-        for s in summaries:
-            by_level.add_column(s.label, justify="right")
-        for lv in levels:
-            count = summaries[0].by_hardness[lv][0]
-            by_level.add_row(lv, str(count), *(percent(s.by_hardness[lv][1] / count) for s in summaries))
-        console.print(by_level)
-
+        console.print(breakdown("EX by Spider hardness", "hardness", levels, summaries, lambda s: s.by_hardness))
     kinds = list(summaries[0].by_kind) if summaries else []
     if kinds:
-        by_kind = Table(title="EX by kind (the dataset's own tags)", title_justify="left")
-        by_kind.add_column("kind")
-        by_kind.add_column("questions", justify="right")
-        for s in summaries:
-            by_kind.add_column(s.label, justify="right")
-        for kind in kinds:
-            count = summaries[0].by_kind[kind][0]
-            by_kind.add_row(kind, str(count), *(percent(s.by_kind[kind][1] / count) for s in summaries))
-        console.print(by_kind)
+        console.print(breakdown("EX by kind (the dataset's own tags)", "kind", kinds, summaries, lambda s: s.by_kind))
 
     answered = [s for s in summaries if s.reliability]
     if answered:
