@@ -64,9 +64,10 @@ def test_min_confidence_declines_only_what_is_less_sure(shop, fake_model):
     assert ask(shop, "How many customers are there?", "--min-confidence", f"{sure + 0.01:.4f}").exit_code == 7
 
 
-def test_agreement_greedy_agreeing_and_rows_each_raise_the_confidence():
+def test_agreement_rows_a_probable_query_and_stored_values_each_raise_the_confidence():
     base = Signals(agreement=0.6, lead=0.2, greedy=False, empty=True, logprob=-0.5)
-    assert DEFAULT.probability(base) < DEFAULT.probability(Signals(0.6, 0.2, True, True, -0.5))
+    assert DEFAULT.probability(base) <= DEFAULT.probability(Signals(0.6, 0.2, True, True, -0.5))
+    assert DEFAULT.probability(base) < DEFAULT.probability(Signals(0.6, 0.2, False, True, -0.1))
     assert DEFAULT.probability(base) < DEFAULT.probability(Signals(1.0, 1.0, False, True, -0.5))
     assert DEFAULT.probability(base) < DEFAULT.probability(Signals(0.6, 0.2, False, False, -0.5))
     assert DEFAULT.probability(Signals(0.6, 0.2, False, False, -0.5, grounded=False)) < \
