@@ -26,7 +26,8 @@ SPIDER_TRAIN = ROOT.parent / "shared" / "data" / "spider-train"
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 from edge_sql.train.examples import read_pairs  # noqa: E402
-from edge_sql.train.pairs import KINDS, TEMPLATES, write_jsonl, write_pairs  # noqa: E402
+from edge_sql.train.date_drafts import TEMPLATES  # noqa: E402
+from edge_sql.train.pairs import KINDS, write_jsonl, write_pairs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +74,7 @@ def report(written, databases: int, seconds: float) -> None:
     for pair in pairs:
         by[pair.template][pair.engine] += 1
         dbs[pair.template].add(pair.db.stem)
-    print(f"| template | pairs | sqlite | duckdb | databases |\n|---|---|---|---|---|")
+    print("| template | pairs | sqlite | duckdb | databases |\n|---|---|---|---|---|")
     for template in TEMPLATES:
         counts = by[template]
         print(f"| {template} | {sum(counts.values()):,} | {counts['sqlite']:,} | {counts['duckdb']:,} | "

@@ -21,7 +21,8 @@ import pytest
 from edge_sql.steps.database import open_database
 from edge_sql.steps.execute import execute
 from edge_sql.train.date_columns import find_date_columns
-from edge_sql.train.pairs import TEMPLATES, canonical, write_jsonl, write_pairs
+from edge_sql.train.date_drafts import TEMPLATES, canonical
+from edge_sql.train.pairs import write_jsonl, write_pairs
 from edge_sql.train.wording import DAY_STYLES, say_day
 
 SPIDER_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spider-train" / "database"
