@@ -192,3 +192,30 @@ def test_the_shell_names_the_first_reading_of_a_schema_on_a_terminal_only(shop, 
     piped = shell(shop, tiny, "How many customers?\n")  # read into the model again, but stderr is not a terminal
     assert note not in piped.stderr
     assert list((tmp_path / "fresh").rglob("*.state"))
+
+
+def sample_on(model, schema, question="How many rows?"):
+    from edge_sql.steps.prompt import build_prompt
+
+    prompt = build_prompt("chatml-strict", schema, question, "sqlite", "SELECT")
+    completions = model.sample(prompt.text, [0.0, 0.8], seed=1, max_tokens=4, stop=(";",),
+                               cache_prefix=prompt.cache_prefix)
+    return completions, model.count_tokens(prompt.cache_prefix)
+
+
+def test_a_long_schema_is_decoded_without_flash_attention_and_cached_apart(tiny, tmp_path, monkeypatch):
+    from edge_sql.backends import batch
+
+    monkeypatch.setattr(batch, "LONG_PREFIX", 150)  # the tiny model's schemas count as long from 150 tokens
+    short, long = "CREATE TABLE t (a INTEGER);", "CREATE TABLE t (a INTEGER, b TEXT, c REAL, d TEXT, e TEXT);" * 4
+    model = LlamaModel(tiny, threads=1, cache_dir=tmp_path)
+    _, tokens = sample_on(model, short)
+    assert tokens < 150 and model.decoder().flash and model.decoder().layout == ""
+    _, tokens = sample_on(model, long)
+    assert tokens >= 150 and not model._decoder.flash and model._decoder.layout == "no-flash"
+    _, tokens = sample_on(model, short)
+    assert model._decoder.flash  # back, in a context of its own
+    assert len(list(tmp_path.glob("*.state"))) == 2
+    fresh = LlamaModel(tiny, threads=1, cache_dir=tmp_path)  # the next process finds each in its own layout
+    _, tokens = sample_on(fresh, long)
+    assert fresh.last_cost.restored == tokens and not fresh._decoder.flash

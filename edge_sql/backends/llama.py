@@ -148,7 +148,7 @@ class LlamaModel:
                 if on_finish is not None and on_finish(index, completions[-1].text):
                     break
             return completions
-        decoder = self.decoder()
+        decoder = self.decoder(flash=self.flash_for(prompt, cache_prefix))
         self.follow_cores(decoder)
         decoder.evaluated, decoder.prompt_seconds, decoder.decode_seconds, decoder.check_seconds = 0, 0.0, 0.0, 0.0
         try:
@@ -210,14 +210,25 @@ class LlamaModel:
         self._store.store(decoder, head)
         return 0, spent + time.perf_counter() - clock
 
-    def decoder(self):
+    def flash_for(self, prompt: str, cache_prefix: str | None) -> bool:
+        """Whether candidates are decoded with flash attention: unless the schema prefix (the prompt, without one) is
+        ``batch.LONG_PREFIX`` tokens or more."""
+        from edge_sql.backends.batch import LONG_PREFIX
+
+        return self.count_tokens(cache_prefix or prompt) < LONG_PREFIX
+
+    def decoder(self, flash: bool = True):
+        """The batched decoder, with flash attention or without (a new llama.cpp context when that changes)."""
+        if self._decoder is not None and self._decoder.flash != flash:
+            self._decoder.close()
+            self._decoder = None
         if self._decoder is None:
             from edge_sql.backends.batch import BatchDecoder
 
             try:
                 self._decoder = BatchDecoder(self._llama.model, context=self.context_length, threads=self.threads,
                                              adapter=getattr(self._llama, "_lora_adapter", None),
-                                             name=self.path.name)
+                                             name=self.path.name, flash=flash)
             except RuntimeError as error:
                 raise ModelError(f"cannot run {self.path.name}: {error}") from None
         return self._decoder

@@ -16,7 +16,7 @@ from edge_sql.files import remove_stale_partials, rename_into_place, temporary_p
 
 
 class PrefixStore:
-    """Prompt-prefix states on disk: one record per (model file, prefix tokens), checked by hash, size-capped.
+    """Prompt-prefix states on disk: one per (model file, KV layout, prefix tokens), checked by hash, size-capped.
 
     A state file is named after its key and the SHA-256 of its bytes (``<key>.<sha>.state``), and a small JSON record
     (``<key>.json``) names it with its full SHA-256. Both are written to a temporary name and renamed, so a process
@@ -30,15 +30,24 @@ class PrefixStore:
         self.model_key = model_key
         self.max_bytes = max_bytes
 
-    def key_for(self, tokens: list[int]) -> str:
-        digest = hashlib.sha256(self.model_key.encode() + np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()
+    def key_for(self, tokens: list[int], layout: str = "") -> str:
+        """The key of the state of ``tokens`` in a KV cache of ``layout`` (the decoder's; "" for llama.cpp's default):
+        another model, adapter, token or layout is another key.
+
+        >>> store = PrefixStore(Path("."), "model")
+        >>> len({store.key_for([1, 2]), store.key_for([1, 3]), store.key_for([1, 2], "no-flash")})
+        3
+        """
+        layout = f"\0{layout}" if layout else ""
+        digest = hashlib.sha256(self.model_key.encode() + layout.encode() +
+                                np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()
         return digest[:32]
 
-    def record_for(self, tokens: list[int]) -> Path:
-        return self.directory / f"{self.key_for(tokens)}.json"
+    def record_for(self, tokens: list[int], layout: str = "") -> Path:
+        return self.directory / f"{self.key_for(tokens, layout)}.json"
 
     def restore(self, decoder, tokens: list[int]) -> bool:
-        record = self.record_for(tokens)
+        record = self.record_for(tokens, getattr(decoder, "layout", ""))
         try:
             entry = json.loads(record.read_bytes())
             expected, state = entry["sha256"], self.directory / entry["file"]
@@ -59,7 +68,7 @@ class PrefixStore:
     def store(self, decoder, tokens: list[int]) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            record = self.record_for(tokens)
+            record = self.record_for(tokens, getattr(decoder, "layout", ""))
             partial = temporary_path(record)
             try:
                 if not decoder.save_prefix(partial, tokens):

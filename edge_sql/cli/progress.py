@@ -77,7 +77,10 @@ def working(message: str, database: str):
         yield
         return
     with console.status(message) as spinner:
-        with listening(SlowSteps(spinner.update, database, done=lambda: spinner.update(message))):
+        def say(text: str) -> None:  # one line, cut short on a narrow terminal: a spinner must not wrap
+            spinner.update(one_line(text, console.width - 3))
+
+        with listening(SlowSteps(say, database, done=lambda: spinner.update(message))):
             yield
 
 
@@ -92,6 +95,15 @@ def noting(database: str):
     with listening(SlowSteps(lambda text: console.print(text, style="dim", markup=False, highlight=False),
                                  database)):
         yield
+
+
+def one_line(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut.
+
+    >>> one_line("Reading the schema of sakila.sqlite into the model", 30)
+    'Reading the schema of sakila.…'
+    """
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def since_start() -> float | None:
