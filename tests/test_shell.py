@@ -250,8 +250,10 @@ def test_a_session_in_a_terminal(tiny_gguf, tmp_path):
     shutil.copyfile(EXAMPLES / "shop.sqlite", db)
     history = tmp_path / "state" / "history"
     env = {**os.environ, "EDGESQL_HISTORY": str(history), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    # a random-weight model writes up to its token budget under the check: a short budget keeps the session quick
+    # on a busy machine (the terminal is under test here, not the model)
     child = pexpect.spawn(sys.executable, ["-m", "edge_sql", "shell", "--db", str(db), "--model", str(tiny_gguf),
-                                           "--candidates", "1", "--threads", "1"],
+                                           "--candidates", "1", "--threads", "1", "--max-tokens", "16"],
                           env=env, encoding="utf-8", timeout=240, dimensions=(40, 120))
     try:
         child.expect_exact("edgesql> ")
