@@ -31,8 +31,9 @@ def ask(
     timeout: SettingTimeoutOpt = None,
     memory: SettingMemoryOpt = None,
     show_candidates: Annotated[bool, typer.Option("--show-candidates", help="Print every candidate and its verdict.")] = False,
-    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once a strict majority of the "
-                                             "candidates agree on a result.")] = False,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop sampling once the vote is decided: one "
+                                             "result leads by more votes than the candidates still running could "
+                                             "give another (they cast no vote).")] = False,
     threads: ThreadsOpt = None,
     model_timeout: SettingModelTimeoutOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also print the chosen SQL pretty-printed, with what "

@@ -51,7 +51,7 @@ class Sampling:
     temperature: float = 0.7
     seed: int = 42
     max_tokens: int | None = None  # None: the bound answer_budget() derives from the question
-    early_stop: bool = False  # stop the other candidates once a strict majority agree on a result
+    early_stop: bool = False  # stop the other candidates once the vote is decided (``judge.EarlyStop``)
 
 
 def answer_budget(question: str, reasoning: int = 0) -> int:
