@@ -41,7 +41,6 @@ REALDB = ROOT / "benchmarks" / "realdb" / "questions.jsonl"
 SETTINGS = {
     "default": ({}, [], {}),
     "early-stop": ({"early_stop": True}, ["--early-stop"], {}),
-    "no-early-stop": ({"early_stop": False}, ["--no-early-stop"], {}),
     # flash attention at every schema size (before batch.LONG_PREFIX turned it off beside long ones)
     "flash-always": ({}, [], {"edge_sql.backends.batch.LONG_PREFIX": 10**9}),
 }
