@@ -44,10 +44,8 @@ TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 #: "chain" (the whole vocabulary every step). Measured in benchmarks/grammar.py.
 GRAMMAR_ARRANGEMENT = "check"
 ARRANGEMENTS = ("check", "chain")
-#: Beside a schema prefix of this many tokens or more, candidates are decoded without flash attention (llama.cpp's
-#: default on CPU): SmolLM2-135M decoded 1.37x faster without it beside a 2,200-token prompt (sakila), 1.15x beside
-#: 640 tokens and as fast beside 480, and evaluated prompts as fast (README, "Seconds per question"). A shorter
-#: prefix keeps it, and with it the very candidates it got before.
+#: From a schema prefix this long (tokens), no flash attention (llama.cpp's CPU default): it decoded 1.44x slower beside
+#: sakila's 2,160 tokens, as fast beside 480 (README, "Seconds per question"); shorter prefixes keep it.
 LONG_PREFIX = 1024
 
 
@@ -84,9 +82,7 @@ class BatchDecoder:
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO if flash else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self.flash = flash
-        #: Names the KV layout in a saved state's key (flash attention keeps V untransposed); "" as before it was named.
-        self.layout = "" if flash else "no-flash"
+        self.flash, self.layout = flash, "" if flash else "no-flash"  # the KV layout a saved state's key names
         self.ctx = L.llama_init_from_model(model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context for batched decoding")
