@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -252,9 +253,12 @@ def test_a_session_in_a_terminal(tiny_gguf, tmp_path):
     env = {**os.environ, "EDGESQL_HISTORY": str(history), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     # a random-weight model writes up to its token budget under the check: a short budget keeps the session quick
     # on a busy machine (the terminal is under test here, not the model)
+    # Ctrl-C as a person at a terminal sends it: a test run started in the background (`… &` in a script) ignores
+    # SIGINT, and a child would inherit that and never see the Ctrl-C
     child = pexpect.spawn(sys.executable, ["-m", "edge_sql", "shell", "--db", str(db), "--model", str(tiny_gguf),
                                            "--candidates", "1", "--threads", "1", "--max-tokens", "16"],
-                          env=env, encoding="utf-8", timeout=240, dimensions=(40, 120))
+                          env=env, encoding="utf-8", timeout=240, dimensions=(40, 120),
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         child.expect_exact("edgesql> ")
         child.sendline(".schema")
