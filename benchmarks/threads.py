@@ -8,6 +8,8 @@ smollm2-135m-sql) in each situation:
 * beside a second edgesql: a loop of the same ``ask`` (default threads) in another process,
 * a busy core that starts between two questions of one ``edgesql shell`` (the user reads the first answer for a
   second): the time of the next question, which shows whether the thread count follows the machine,
+* a busy core that starts while one ``ask`` samples its candidates (:data:`ARRIVAL` seconds after it started): whether
+  the thread count follows the machine within an answer,
 
 for each choice: the default (no ``--threads``), ``--threads 1``, ``--threads 2`` (and ``OMP_WAIT_POLICY=PASSIVE``
 with 2 threads, with ``--passive``). Each time is the median of ``--runs`` runs, the choices interleaved. The table
@@ -45,7 +47,14 @@ DB = ROOT / "examples" / "shop.sqlite"
 QUESTION = "Which customers spent the most?"
 MODEL = "smollm2-135m-sql"
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
-SITUATIONS = ("alone", "1 busy core", "2 busy cores", "beside edgesql", "busy core arrives (shell)")
+SITUATIONS = ("alone", "1 busy core", "2 busy cores", "beside edgesql", "busy core arrives (shell)",
+              "busy core arrives mid-ask")
+#: Seconds after an ask process starts that the busy core arrives in "busy core arrives mid-ask": after the imports
+#: and the model load (about 0.7 s on a quiet machine), while the candidates are sampled.
+ARRIVAL = 0.9
+#: Seconds an ask (or a shell's timed question) may take before it is stopped and counted as taking that long: a
+#: choice that stalls beside a busy core can take minutes, and how much slower than the best it is then matters little.
+LIMIT = 60.0
 #: Exit codes of a finished ask: an answer, no valid candidate, an answer declined.
 FINISHED = (0, 5, 7)
 
@@ -70,15 +79,34 @@ def threads_said(stderr: str) -> str:
     return found.group(1) if found else "all"
 
 
-def run_ask(flags: list[str], env: dict[str, str]) -> dict:
-    """One ask in a fresh process: its wall time, peak RSS (its own, from wait4) and what it said about threads."""
+def run_ask(flags: list[str], env: dict[str, str], arrival: float | None = None) -> dict:
+    """One ask in a fresh process: its wall time, peak RSS (its own, from wait4) and what it said about threads; with
+    ``arrival``, a busy core starts that many seconds after the ask did and ends with it. An ask still running after
+    :data:`LIMIT` seconds is stopped and counted as taking that long (``capped``)."""
     started = time.perf_counter()
     process = subprocess.Popen(ask_command(flags), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=env)
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+                               env=env, start_new_session=True)
+    busy: list[subprocess.Popen] = []
+    timer = threading.Timer(arrival or 0.0, lambda: busy.append(
+        subprocess.Popen(BUSY_LOOP, start_new_session=True, stdout=subprocess.DEVNULL)))
+    if arrival is not None:
+        timer.start()
+    cap = threading.Timer(LIMIT, lambda: os.killpg(process.pid, signal.SIGKILL))
+    cap.start()
+    try:
+        stderr = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        cap.cancel()
+        timer.cancel()
+        if arrival is not None:
+            timer.join()  # a busy loop it started just now is in ``busy`` before it is stopped
+        for load in busy:
+            stop(load)
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
+    if wall >= LIMIT and process.returncode == -signal.SIGKILL:
+        return {"seconds": LIMIT, "capped": True, "rss_mib": usage.ru_maxrss / 1024, "threads": threads_said(stderr)}
     if process.returncode not in FINISHED:
         raise RuntimeError(f"ask exited {process.returncode}: {stderr.strip()[-500:]}")
     return {"seconds": wall, "rss_mib": usage.ru_maxrss / 1024, "threads": threads_said(stderr)}
@@ -86,7 +114,7 @@ def run_ask(flags: list[str], env: dict[str, str]) -> dict:
 
 def run_shell(flags: list[str], env: dict[str, str], pause: float = 1.0) -> dict:
     """Two questions in one shell: the first on a quiet machine, then a busy core starts, the user pauses, and the
-    second is timed."""
+    second is timed (stopped after :data:`LIMIT` seconds and counted as taking that long)."""
     command = [sys.executable, "-m", "edge_sql", "shell", "--db", str(DB), "--model", MODEL, "-n", "5", "--seed",
                "42", "--format", "json", *flags]
     shell = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -94,10 +122,12 @@ def run_shell(flags: list[str], env: dict[str, str], pause: float = 1.0) -> dict
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in shell.stdout] + [lines.put("")], daemon=True).start()
     try:
-        answer(shell, lines)
+        if not answer(shell, lines):
+            raise RuntimeError("no answer from the shell to its first question in 600 s")
         with loads(busy=1, settle=pause):
             started = time.perf_counter()
-            answer(shell, lines)
+            if not answer(shell, lines, timeout=LIMIT):
+                return {"seconds": LIMIT, "capped": True, "rss_mib": 0.0, "threads": "?"}
             seconds = time.perf_counter() - started
         shell.stdin.close()
         stderr = shell.stderr.read()
@@ -108,19 +138,21 @@ def run_shell(flags: list[str], env: dict[str, str], pause: float = 1.0) -> dict
     return {"seconds": seconds, "rss_mib": usage.ru_maxrss / 1024, "threads": threads_said(stderr)}
 
 
-def answer(shell: subprocess.Popen, lines: queue.Queue, timeout: float = 600.0) -> None:
-    """Ask the shell the question and wait for its answer (one JSON line on stdout, read into ``lines``)."""
+def answer(shell: subprocess.Popen, lines: queue.Queue, timeout: float = 600.0) -> bool:
+    """Ask the shell the question and wait for its answer (one JSON line on stdout, read into ``lines``); False when
+    none came within ``timeout`` seconds."""
     shell.stdin.write(QUESTION + "\n")
     shell.stdin.flush()
+    deadline = time.perf_counter() + timeout
     while True:
         try:
-            line = lines.get(timeout=timeout)
+            line = lines.get(timeout=max(0.0, deadline - time.perf_counter()))
         except queue.Empty:
-            raise RuntimeError(f"no answer from the shell in {timeout:.0f} s") from None
+            return False
         if not line:
             raise RuntimeError("the shell ended without an answer")
         if line.startswith("{"):
-            return
+            return True
 
 
 def ask_loop(flags: list[str]) -> None:
@@ -180,7 +212,9 @@ def measure(situation: str, chosen: dict, runs: int, env: dict[str, str]) -> dic
         for name in order:
             flags, extra = chosen[name]
             print(f"  {situation}: {name} (run {run + 1}/{runs})", file=sys.stderr, flush=True)
-            if setup is None:
+            if situation == "busy core arrives mid-ask":
+                results[name].append(run_ask(flags, {**env, **extra}, arrival=ARRIVAL))
+            elif setup is None:
                 results[name].append(run_shell(flags, {**env, **extra}))
             else:
                 with loads(**setup):
@@ -229,15 +263,20 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=2))
 
 
+def seconds(value: float) -> str:
+    return f">{LIMIT:.0f}" if value >= LIMIT else f"{value:.2f}"
+
+
 def print_table(report: dict, names: list[str], runs: int) -> None:
     from edge_sql.backends.cores import NOISE
 
     head = ["situation", *names, "default/best", "default took", "others before"]
-    rows = [[situation, *(f"{r['seconds'][name]:.2f}" for name in names), f"{r['ratio']:.2f}",
+    rows = [[situation, *(seconds(r["seconds"][name]) for name in names), f"{r['ratio']:.2f}",
              ",".join(r["threads"]), "?" if r["others_busy"] is None else f"{r['others_busy']:.2f}"]
             for situation, r in report.items()]
     widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
-    print(f"seconds, median of {runs} run{'s' if runs > 1 else ''} (default took: threads, 'all' = every usable core)")
+    print(f"seconds, median of {runs} run{'s' if runs > 1 else ''} (default took: threads, 'all' = every usable core; "
+          f">{LIMIT:.0f}: stopped after {LIMIT:.0f} s)")
     for row in [head, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
     rss = {name: max(r["rss_mib"][name] for r in report.values()) for name in names}

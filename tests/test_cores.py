@@ -216,6 +216,32 @@ def test_a_load_that_starts_while_the_user_reads_the_answer_counts_for_the_next_
     assert follower.threads() == 1
 
 
+def test_a_load_that_starts_halfway_through_an_answer_takes_a_thread_before_the_answer_ends():
+    machine = Machine()
+    follower = Follower(Cores(2, 0.0), read=lambda: pytest.fail("not stale"), snap=machine.snap,
+                        clock=lambda: machine.now)
+    assert follower.threads() == 2
+    machine.run(0.3)
+    assert follower.during() == 2
+    machine.others = 1.0  # a build starts in another terminal while the model decodes
+    machine.run(0.1)
+    assert follower.during() == 2  # not looked at yet: a look every MIDWAY seconds
+    machine.run(cores.MIDWAY)
+    assert follower.during() == 1
+    machine.others = 0.0  # the build ends before the answer does
+    machine.run(cores.MIDWAY + 0.1)
+    assert follower.during() == 2
+
+
+def test_a_load_that_starts_while_the_model_loads_counts_for_the_first_question():
+    machine = Machine()
+    follower = Follower(Cores(2, 0.0), read=lambda: pytest.fail("not stale"), snap=machine.snap,
+                        clock=lambda: machine.now)
+    machine.others = 1.0  # a build starts while the weights are read and the prompt is built
+    machine.run(0.5, decoding=False)
+    assert follower.threads() == 1
+
+
 def test_a_sampling_too_short_to_measure_keeps_the_last_reading():
     machine = Machine()
     follower = Follower(Cores(2, 1.0), snap=machine.snap, clock=lambda: machine.now)
@@ -257,6 +283,18 @@ def test_a_model_loaded_on_a_busy_machine_gives_its_threads_back_when_the_load_e
     model.follower.reading = Cores(usable=2, busy=0.0)  # what a quiet sampling measures
     assert decode_once(model) == before  # the same candidates on more threads
     assert model.threads == llama_threads(model) == 2
+
+
+def test_a_model_changes_its_threads_between_two_decodes_of_one_sampling(tiny, tmp_path, monkeypatch):
+    from edge_sql.backends.llama import LlamaModel
+
+    monkeypatch.setattr(cores, "read_cores", lambda: Cores(usable=2, busy=0.0))
+    model = LlamaModel(tiny, threads=None, cache_dir=tmp_path)
+    before = decode_once(model)
+    looks = []
+    model.follower.during = lambda: looks.append(1) or 1  # what a look finds once a build has started
+    assert decode_once(model) == before
+    assert looks and model.threads == llama_threads(model) == 1
 
 
 def test_pinned_threads_stay_pinned(tiny, tmp_path, monkeypatch):

@@ -111,6 +111,7 @@ class BatchDecoder:
         self.one = (L.llama_token_data * 1)()  # a single token, to ask the grammar about it
         self.texts: dict[int, str] = {}  # token -> its text, for the schema check
         self.check_seconds = 0.0  # time the schema check took, since the owner last reset it
+        self.between = None  # called with this decoder before each decode (threads that follow the machine)
 
     def close(self) -> None:
         if self.ctx:
@@ -175,6 +176,8 @@ class BatchDecoder:
     def decode(self) -> None:
         """Decode the filled batch: :class:`ContextFull` when the KV cache has no room, else a :class:`ModelError`
         for any failure (the caller forgets the cache: what it holds is no longer known)."""
+        if self.between is not None:
+            self.between(self)
         try:
             status = L.llama_decode(self.ctx, self.batch)
         except (OSError, RuntimeError, ValueError) as error:
@@ -359,9 +362,7 @@ class BatchDecoder:
     def constrained_sample(self, sequence: Sequence, logits) -> int:
         """Sample again with the grammar applied to the whole vocabulary, then the sequence's own chain."""
         view = self.candidate_view
-        view["id"] = self.token_ids
-        view["logit"] = logits
-        view["p"] = 0.0
+        view["id"], view["logit"], view["p"] = self.token_ids, logits, 0.0
         array = L.llama_token_data_array(data=self.candidates, size=self.n_vocab, selected=-1, sorted=False)
         L.llama_sampler_apply(sequence.grammar, ctypes.byref(array))
         L.llama_sampler_apply(sequence.chain, ctypes.byref(array))

@@ -19,8 +19,9 @@ A reading is kept for a few seconds (:func:`free_cores`), so the line that names
 the same machine. While a model runs, a :class:`Follower` keeps its thread count in step with the machine: as each
 sampling starts it measures the pause since the last one (a shell's user reading the answer, an eval checking it),
 else takes what the last sampling measured (other processes' time while this one decoded), and reads the machine
-afresh after a long pause (the average of a long wait says little about now). This process's own time, its worker
-processes' included (the database's), is never counted as another's.
+afresh after a long pause (the average of a long wait says little about now); while a sampling runs it looks again
+every :data:`MIDWAY` seconds (a build started in another terminal halfway through an answer). This process's own
+time, its worker processes' included (the database's), is never counted as another's.
 
 >>> Cores(usable=2, busy=0.1).threads, Cores(usable=2, busy=0.9).threads, Cores(usable=2, busy=1.9).threads
 (2, 1, 1)
@@ -53,6 +54,8 @@ STALE = 10.0
 SHORTEST = 0.05
 #: The shortest pause between two samplings that a :class:`Follower` measures (a shorter one is mostly noise).
 PAUSE = 0.2
+#: Seconds between two looks at the machine while a sampling runs (:meth:`Follower.during`).
+MIDWAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -316,9 +319,10 @@ def others_busy(before: Snapshot, after: Snapshot, ticks: int | None = None) -> 
 class Follower:
     """Keeps a model's thread count in step with the machine while it runs.
 
-    :meth:`threads` as a sampling starts: the count measured over the pause since the last sampling ended (when it
-    lasted at least :data:`PAUSE` seconds), else over the last sampling (other processes' time while this one
-    decoded), or a fresh :func:`read_cores` after a pause of more than :data:`STALE` seconds. :meth:`done` as it ends.
+    :meth:`threads` as a sampling starts: the count measured over the pause since the last sampling ended, or since
+    the follower began for the first (when it lasted at least :data:`PAUSE` seconds), else over the last sampling
+    (other processes' time while this one decoded), or a fresh :func:`read_cores` after a pause of more than
+    :data:`STALE` seconds. :meth:`during` while it runs (between two decodes), :meth:`done` as it ends.
     """
 
     def __init__(self, reading: Cores, *, read: Callable[[], Cores] = read_cores,
@@ -327,8 +331,12 @@ class Follower:
         self.snap = snap or (lambda: snapshot(affinity()))
         self.clock = clock
         self.since = clock()  # when the reading was taken
-        self.start: Snapshot | None = None  # as the sampling under way started
-        self.end: tuple[float, Snapshot] | None = None  # as the last sampling ended, and when
+        self.start: Snapshot | None = None  # as the sampling under way started, or was last looked at
+        self.looked = 0.0  # when that was
+        # as the last sampling ended (or this follower began: a load that starts while the model loads and the
+        # prompt is built counts for the first sampling), and when
+        first = self.snap()
+        self.end: tuple[float, Snapshot] | None = None if first is None else (self.since, first)
 
     def threads(self) -> int:
         now, start = self.clock(), self.snap()
@@ -339,7 +347,22 @@ class Follower:
             busy = others_busy(self.end[1], start)
             if busy is not None:
                 self.reading, self.since = Cores(self.reading.usable, busy), now
-        self.start, self.end = start, None
+        self.start, self.end, self.looked = start, None, self.clock()
+        return self.reading.threads
+
+    def during(self) -> int:
+        """The count while a sampling runs: every :data:`MIDWAY` seconds, other processes' time since the last look
+        (one that got busy, or went quiet, mid-answer); in between, the last count (a look costs a read of /proc)."""
+        now = self.clock()
+        if self.start is None or now - self.looked < MIDWAY:
+            return self.reading.threads
+        look = self.snap()
+        if look is not None:
+            busy = others_busy(self.start, look)
+            if busy is not None:
+                self.reading, self.since = Cores(self.reading.usable, busy), now
+            self.start = look
+        self.looked = now
         return self.reading.threads
 
     def done(self) -> None:

@@ -6,6 +6,7 @@ It serves presets by name and GGUF files by path (:func:`load`), through the sam
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from edge_sql.backends.cores import Follower, free_cores
 from edge_sql.backends.door import Completion, Cost
@@ -178,10 +179,15 @@ class LlamaModel:
         return completions
 
     def follow_cores(self, decoder) -> None:
-        """Run on the cores free now (unless the threads were pinned): llama.cpp takes a new count between decodes."""
+        """Run on the cores free now (unless the threads were pinned), and on those free as the sampling goes on:
+        llama.cpp takes a new count between two decodes."""
         if self.follower is None:
             return
-        threads = self.follower.threads()
+        self.set_threads(decoder, self.follower.threads())
+        owner = weakref.ref(self)  # held weakly: a decoder must not keep its model alive (GRPO reloads models)
+        decoder.between = lambda decoder: (model := owner()) and model.set_threads(decoder, model.follower.during())
+
+    def set_threads(self, decoder, threads: int) -> None:
         if threads != self.threads:
             import llama_cpp
 
