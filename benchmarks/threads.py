@@ -1,7 +1,7 @@
 """Threads beside other work: is the default thread count ever much slower than the best ``--threads`` choice?
 
-One ``edgesql ask`` (a vote of 5, ``examples/shop.sqlite``, "Which customers spent the most?", seed 42, the model
-smollm2-135m-sql) in each situation:
+One ``edgesql ask`` (a vote of 5, ``examples/shop.sqlite``, "Which customers spent the most?", seed 42, the default
+model, not named: the line that names it says the threads it took) in each situation:
 
 * alone,
 * beside one busy core and beside two (``python3 -c 'while True: pass'``),
@@ -45,7 +45,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DB = ROOT / "examples" / "shop.sqlite"
 QUESTION = "Which customers spent the most?"
-MODEL = "smollm2-135m-sql"
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 SITUATIONS = ("alone", "1 busy core", "2 busy cores", "beside edgesql", "busy core arrives (shell)",
               "busy core arrives mid-ask")
@@ -60,7 +59,7 @@ FINISHED = (0, 5, 7)
 
 
 def ask_command(flags: list[str]) -> list[str]:
-    return [sys.executable, "-m", "edge_sql", "ask", "--db", str(DB), "--model", MODEL, "-n", "5", "--seed", "42",
+    return [sys.executable, "-m", "edge_sql", "ask", "--db", str(DB), "-n", "5", "--seed", "42",
             "--format", "json", *flags, QUESTION]
 
 
@@ -115,7 +114,7 @@ def run_ask(flags: list[str], env: dict[str, str], arrival: float | None = None)
 def run_shell(flags: list[str], env: dict[str, str], pause: float = 1.0) -> dict:
     """Two questions in one shell: the first on a quiet machine, then a busy core starts, the user pauses, and the
     second is timed (stopped after :data:`LIMIT` seconds and counted as taking that long)."""
-    command = [sys.executable, "-m", "edge_sql", "shell", "--db", str(DB), "--model", MODEL, "-n", "5", "--seed",
+    command = [sys.executable, "-m", "edge_sql", "shell", "--db", str(DB), "-n", "5", "--seed",
                "42", "--format", "json", *flags]
     shell = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**env, "PYTHONUNBUFFERED": "1"}, start_new_session=True)

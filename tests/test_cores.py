@@ -297,6 +297,25 @@ def test_a_model_changes_its_threads_between_two_decodes_of_one_sampling(tiny, t
     assert looks and model.threads == llama_threads(model) == 1
 
 
+def test_a_decode_held_up_on_two_threads_is_stopped_and_done_again_on_one(tiny, tmp_path, monkeypatch, capfd):
+    import llama_cpp
+
+    from edge_sql.backends.llama import LlamaModel
+
+    monkeypatch.setattr(cores, "read_cores", lambda: Cores(usable=2, busy=0.0))
+    model = LlamaModel(tiny, threads=None, cache_dir=tmp_path)
+    before = decode_once(model)
+    looks = iter([2] * 10 + [1] * 100_000)  # a build starts while llama.cpp computes the prompt's graph
+    model.follower.during = lambda: next(looks)
+    statuses, decode = [], llama_cpp.llama_decode
+    monkeypatch.setattr(llama_cpp, "llama_decode", lambda *args: statuses.append(decode(*args)) or statuses[-1])
+    capfd.readouterr()
+    assert decode_once(model) == before  # nothing of the stopped decode is kept
+    assert statuses[:2] == [2, 0]  # stopped (llama.cpp's "aborted"), then done again
+    assert model.threads == llama_threads(model) == 1
+    assert capfd.readouterr().err == ""  # llama.cpp's line about the stopped decode is not printed
+
+
 def test_pinned_threads_stay_pinned(tiny, tmp_path, monkeypatch):
     from edge_sql.backends.llama import LlamaModel
 

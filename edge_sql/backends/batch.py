@@ -26,7 +26,9 @@ Uses llama-cpp-python's low-level API; ``llama_cpp`` is imported only when a mod
 from __future__ import annotations
 
 import ctypes
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +36,11 @@ import numpy as np
 
 import llama_cpp as L
 
+from edge_sql.backends.chain import MIN_P, TOP_K, make_chain
 from edge_sql.backends.checking import checked_sample, follows
 from edge_sql.errors import ModelError
 
 
-#: Sampler settings for temperature > 0 (the same for every candidate; only the seed differs).
-TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 #: How a grammar constrains sampling: "check" (the sampled token only, the whole vocabulary when it is refused) or
 #: "chain" (the whole vocabulary every step). Measured in benchmarks/grammar.py.
 GRAMMAR_ARRANGEMENT = "check"
@@ -111,7 +112,7 @@ class BatchDecoder:
         self.one = (L.llama_token_data * 1)()  # a single token, to ask the grammar about it
         self.texts: dict[int, str] = {}  # token -> its text, for the schema check
         self.check_seconds = 0.0  # time the schema check took, since the owner last reset it
-        self.between = None  # called with this decoder before each decode (threads that follow the machine)
+        self.between = self.stalled = None  # the owner's hooks before and during a decode (llama.follow_cores)
 
     def close(self) -> None:
         if self.ctx:
@@ -175,14 +176,19 @@ class BatchDecoder:
 
     def decode(self) -> None:
         """Decode the filled batch: :class:`ContextFull` when the KV cache has no room, else a :class:`ModelError`
-        for any failure (the caller forgets the cache: what it holds is no longer known)."""
-        if self.between is not None:
-            self.between(self)
-        try:
-            status = L.llama_decode(self.ctx, self.batch)
-        except (OSError, RuntimeError, ValueError) as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
-            raise ModelError(f"llama.cpp failed while decoding with {self.name}: {reason}") from None
+        for any failure (the caller forgets the cache: what it holds is no longer known). A decode the owner's
+        ``stalled`` stopped (llama.cpp's abort callback) is done again: one ubatch, of which llama.cpp keeps nothing."""
+        while True:
+            if self.between is not None:
+                self.between(self)
+            try:
+                with quiet(self.stalled is not None):  # a stopped decode is not an error to print
+                    status = L.llama_decode(self.ctx, self.batch)
+            except (OSError, RuntimeError, ValueError) as error:
+                reason = " ".join(str(error).split()) or type(error).__name__
+                raise ModelError(f"llama.cpp failed while decoding with {self.name}: {reason}") from None
+            if status != 2 or self.stalled is None:
+                break
         if status == 1:
             raise ContextFull()
         if status != 0:
@@ -377,24 +383,18 @@ class BatchDecoder:
         return buffer.raw[:size]
 
 
+@contextmanager
+def quiet(wanted: bool = True):
+    """llama.cpp's error lines not printed within (llama-cpp-python prints them on stderr; a failure here becomes a
+    :class:`ModelError` that says what failed)."""
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL if wanted else level)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class ContextFull(Exception):
     """The KV cache has no room for another step."""
-
-
-def make_chain(temperature: float, seed: int, grammar=None):
-    """The sampler chain of one candidate; ``grammar`` (a compiled grammar, cloned here) goes first when given."""
-    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-    if grammar is not None:
-        L.llama_sampler_chain_add(chain, L.llama_sampler_clone(grammar))
-    if temperature <= 0:
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
-        return chain
-    for sampler in (
-        L.llama_sampler_init_top_k(TOP_K),
-        L.llama_sampler_init_top_p(TOP_P, 1),
-        L.llama_sampler_init_min_p(MIN_P, 1),
-        L.llama_sampler_init_temp(temperature),
-        L.llama_sampler_init_dist(seed & 0xFFFFFFFF),
-    ):
-        L.llama_sampler_chain_add(chain, sampler)
-    return chain

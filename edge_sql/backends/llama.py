@@ -180,12 +180,26 @@ class LlamaModel:
 
     def follow_cores(self, decoder) -> None:
         """Run on the cores free now (unless the threads were pinned), and on those free as the sampling goes on:
-        llama.cpp takes a new count between two decodes."""
+        llama.cpp takes a new count between two decodes. A decode held up on several threads by a load that started
+        during it (OpenMP's threads wait for each other at every step of the graph: one that lost its core stalls
+        them all, 5 tokens took 7.7 s beside a busy core) is stopped once a look finds a core taken, and done again
+        on fewer threads."""
         if self.follower is None:
             return
         self.set_threads(decoder, self.follower.threads())
-        owner = weakref.ref(self)  # held weakly: a decoder must not keep its model alive (GRPO reloads models)
-        decoder.between = lambda decoder: (model := owner()) and model.set_threads(decoder, model.follower.during())
+        if decoder.between is None:
+            import llama_cpp
+
+            owner = weakref.ref(self)  # held weakly: a decoder must not keep its model alive (GRPO reloads models)
+            decoder.between = lambda decoder: (model := owner()) and model.set_threads(decoder,
+                                                                                       model.follower.during())
+            decoder.stalled = llama_cpp.ggml_abort_callback(lambda _: bool((model := owner()) and model.stalled()))
+            llama_cpp.llama_set_abort_callback(decoder.ctx, decoder.stalled, None)
+
+    def stalled(self) -> bool:
+        """Called by llama.cpp between two steps of a decode's graph (hundreds of times a decode: cheap until a look is
+        due): whether the cores free now are fewer than the threads it runs on."""
+        return self.threads > 1 and self.follower.during() < self.threads
 
     def set_threads(self, decoder, threads: int) -> None:
         if threads != self.threads:
