@@ -123,6 +123,30 @@ def test_this_process_own_time_is_not_another_process_load():
     assert cores.others_busy(before, after, ticks=100) == 0.0  # all 20 busy ticks were its own 0.2 s
 
 
+def test_measured_from_the_commands_start_nobody_waits(tmp_path):
+    write(tmp_path, {"proc/stat": stat((100, 880), (500, 500))})
+    start = cores.snapshot({0, 1}, root=tmp_path)  # the command marked its start (cores.mark) 0.3 s ago
+    write(tmp_path, {"proc/stat": stat((100, 910), (530, 500))})  # since then another process kept cpu1 busy
+    waited = []
+    reading = read_cores(root=tmp_path, cpus={0, 1}, window=0.1, wait=waited.append, before=start, waited=0.3)
+    assert (reading.threads, reading.note, waited) == (1, "1 of 2 cores busy", [])
+    read_cores(root=tmp_path, cpus={0, 1}, window=0.1, wait=waited.append, before=start, waited=0.04)
+    assert waited == [pytest.approx(0.06)]  # marked just now: only the rest of the window
+
+
+def test_the_first_reading_after_the_mark_measures_from_it_and_the_mark_is_used_once(tmp_path, monkeypatch):
+    write(tmp_path, {"proc/stat": stat((100, 900), (500, 500))})
+    monkeypatch.setattr(cores, "ROOT", tmp_path)
+    monkeypatch.setattr(cores, "affinity", lambda: {0, 1})
+    now = [10.0]
+    cores.mark(clock=lambda: now[0])
+    write(tmp_path, {"proc/stat": stat((100, 930), (530, 500))})  # cpu1 busy for the 0.3 s the options took
+    now[0] += 0.3
+    monkeypatch.setattr(cores.time, "sleep", lambda seconds: pytest.fail("no wait after the mark"))
+    assert cores.free_cores(clock=lambda: now[0]).threads == 1
+    assert cores._mark is None
+
+
 def test_too_short_a_window_tells_nothing_and_takes_nothing():
     assert cores.others_busy(Snapshot(0, 0, 2, 0.0), Snapshot(2, 4, 2, 0.0), ticks=100) is None
     assert Cores(usable=2, busy=None).threads == 2

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -205,3 +207,12 @@ def test_pulling_the_demo_model_checks_the_file_the_package_ships(hub):
     assert result.stdout.strip().endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert "already installed (sha256 checked against the preset)" in result.stderr
     assert hub.requests == []
+
+
+def test_looking_for_the_best_installed_preset_imports_no_huggingface_hub_when_nothing_was_pulled():
+    """Every ``ask`` without ``--model`` looks for the best installed preset; with no repository in the hub cache it
+    asks nothing of huggingface_hub, whose import alone cost 0.1 s of each ask."""
+    code = ("import sys; from edge_sql.weights import best_installed; best_installed(); "
+            "print('huggingface_hub' in sys.modules)")
+    seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert seen.stdout.strip() == "False"

@@ -15,6 +15,7 @@ file's ``threads``), the thread count is what :func:`read_cores` finds:
   average is not used: it is a minute old and counts this process too.
 * at least 1.
 
+A command marks its start (:func:`mark`): the first reading measures from there, so nobody waits for the sample.
 A reading is kept for a few seconds (:func:`free_cores`), so the line that names the model and the model itself see
 the same machine. While a model runs, a :class:`Follower` keeps its thread count in step with the machine: as each
 sampling starts it measures the pause since the last one (a shell's user reading the answer, an eval checking it),
@@ -88,38 +89,57 @@ class Cores:
 
 
 def read_cores(*, root: Path | None = None, cpus: set[int] | None = None, window: float | None = None,
-               wait: Callable[[float], None] = time.sleep) -> Cores:
+               wait: Callable[[float], None] = time.sleep, before: Snapshot | None = None,
+               waited: float = 0.0) -> Cores:
     """The machine as it is now: :func:`usable_cores`, and other processes' time on ``cpus`` (this process's
-    affinity) over ``window`` seconds (:data:`WINDOW`)."""
+    affinity) over ``window`` seconds (:data:`WINDOW`), or since ``before``, a snapshot taken ``waited`` seconds ago
+    (only what is left of the window is waited for)."""
     root = ROOT if root is None else root
     cpus = affinity() if cpus is None else cpus
     window = WINDOW if window is None else window
     usable = usable_cores(root=root, cpus=cpus)
-    before = snapshot(cpus, root=root) if window > 0 else None
+    if before is None or window <= 0:
+        before, waited = snapshot(cpus, root=root) if window > 0 else None, 0.0
     if before is None:
         return Cores(usable)
-    wait(window)
+    if waited < window:
+        wait(window - waited)
     after = snapshot(cpus, root=root)
     return Cores(usable, None if after is None else others_busy(before, after))
 
 
 _last: tuple[float, Cores] | None = None
+_mark: tuple[float, Snapshot] | None = None
+
+
+def mark(*, clock: Callable[[], float] = time.monotonic) -> None:
+    """Begin measuring the machine as a command starts: the first :func:`free_cores` measures from here (within
+    :data:`STALE` seconds) and waits only for what is left of :data:`WINDOW` (by then, none: the imports and the
+    options took longer, and they are this process's own time, never counted as another's)."""
+    global _mark
+    before = snapshot(affinity()) if WINDOW > 0 else None
+    _mark = None if before is None else (clock(), before)
 
 
 def free_cores(*, clock: Callable[[], float] = time.monotonic) -> Cores:
-    """:func:`read_cores`, or the reading taken less than :data:`KEEP` seconds ago (the notice on stderr and the
-    model that loads just after it agree, and a second model loaded beside the first costs no new sample)."""
-    global _last
+    """:func:`read_cores` (from the :func:`mark`, if any), or the reading taken less than :data:`KEEP` seconds ago
+    (the notice on stderr and the model that loads just after it agree, and a second model loaded beside the first
+    costs no new sample)."""
+    global _last, _mark
     now = clock()
     if _last is None or now - _last[0] > KEEP:
-        _last = (now, read_cores())
+        marked, _mark = _mark, None
+        if marked is not None and now - marked[0] <= STALE:
+            _last = (now, read_cores(before=marked[1], waited=now - marked[0]))
+        else:
+            _last = (now, read_cores())
     return _last[1]
 
 
 def forget() -> None:
-    """Drop the kept reading: the next :func:`free_cores` reads the machine."""
-    global _last
-    _last = None
+    """Drop the kept reading and the mark: the next :func:`free_cores` reads the machine."""
+    global _last, _mark
+    _last = _mark = None
 
 
 def affinity() -> set[int]:

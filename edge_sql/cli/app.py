@@ -53,6 +53,9 @@ app.add_typer(config_app, name="config")
 
 def main() -> None:
     """The console script: runs the app and maps what escapes a command to one line and an exit code."""
+    from edge_sql.backends.cores import mark
+
+    mark()  # the cores other processes keep busy are measured from here: the model's threads need no pause of their own
     try:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
