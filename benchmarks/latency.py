@@ -17,6 +17,8 @@ a machine that gets busier or quieter slows them alike; quote the ratios, not th
 The load average is recorded beside every question.
 
     python benchmarks/latency.py --per-db 4 --sakila 8 --settings default,early-stop --modes one,ask --json lat.json
+
+``--busy 1`` runs it all beside a busy core (``python3 -c 'while True: pass'``), as a laptop doing other work.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -342,6 +346,22 @@ def print_report(records: list[dict], settings: list[str], peaks: dict, count) -
     return report
 
 
+@contextmanager
+def busy_cores(count: int):
+    """``count`` busy loops for as long as the block runs, each in its own process group, stopped at the end (also
+    when the benchmark is interrupted)."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+             for _ in range(count)]
+    try:
+        if loops:
+            time.sleep(1.0)  # under way before the first question
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spider", type=Path, default=SPIDER, help="a Spider folder (default: the shared dev half)")
@@ -352,9 +372,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="pin the threads (default: edgesql's own choice)")
     parser.add_argument("--settings", default="default", help=f"comma-separated, of {', '.join(SETTINGS)}")
     parser.add_argument("--modes", default="one,ask", help="one (one process), ask (a process per question)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="busy cores beside the run (python3 -c 'while True: pass', each in its own process)")
     parser.add_argument("--json", type=Path, help="write every record and the summary here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the busy loops are stopped too
     if args.child:
         one_process(json.loads(args.child))
         return
@@ -379,14 +402,16 @@ def main() -> None:
     modes = args.modes.split(",")
     started = time.time()
     print(f"# {len(questions)} questions, settings {settings}, modes {modes}, model {args.model}, threads "
-          f"{args.threads or 'edgesql default'}; load average at start {os.getloadavg()}", flush=True)
-    if "one" in modes:
-        one, peaks = run_one(questions, settings, args.model, args.threads, log)
-        records += one
-    if "ask" in modes:
-        asks = run_asks(questions, settings, args.model, args.threads, log)
-        records += asks
-        peaks["ask process (max)"] = max((r["rss_mb"] for r in asks), default=float("nan"))
+          f"{args.threads or 'edgesql default'}, {args.busy} busy cores beside it; load average at start "
+          f"{os.getloadavg()}", flush=True)
+    with busy_cores(args.busy):
+        if "one" in modes:
+            one, peaks = run_one(questions, settings, args.model, args.threads, log)
+            records += one
+        if "ask" in modes:
+            asks = run_asks(questions, settings, args.model, args.threads, log)
+            records += asks
+            peaks["ask process (max)"] = max((r["rss_mb"] for r in asks), default=float("nan"))
     print(f"# {time.time() - started:.0f} s in all; load average at the end {os.getloadavg()}")
     summary = print_report(records, settings, peaks, token_counter(args.model))
     if args.json:
