@@ -102,7 +102,10 @@ def objective(logprobs, sampled, reference, mask, advantage, policy: Policy, tor
 
 @contextmanager
 def weights_of(peft_model, state: dict, torch):
-    """The model with its LoRA weights set to ``state`` for the block, its own put back after."""
+    """The model with its LoRA weights set to ``state`` for the block, its own put back after (None: its own)."""
+    if state is None:
+        yield
+        return
     parameters = dict(peft_model.named_parameters())
     saved = {name: parameters[name].detach().clone() for name in state}
     with torch.no_grad():
@@ -156,7 +159,8 @@ def reinforce(model, tokenizer, pairs: list, sampler_for: Callable, write_policy
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=settings.bf16)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sampler = sampler_for(write_policy(peft_model))
-    sampled = lora_parameters(peft_model, torch)
+    # the sampler's weights, when they can differ from the model's as a step's lessons are prepared (None: the same)
+    sampled = lora_parameters(peft_model, torch) if policy.refresh > 1 else None
     started, done_tokens = time.monotonic(), 0
 
     def save(step: int) -> None:
@@ -170,7 +174,7 @@ def reinforce(model, tokenizer, pairs: list, sampler_for: Callable, write_policy
                 group["lr"] = settings.learning_rate * schedule(step, steps, settings.warmup)
             if step > start and step % policy.refresh == 0:
                 sampler.refresh(write_policy(peft_model))
-                sampled = lora_parameters(peft_model, torch)
+                sampled = lora_parameters(peft_model, torch) if policy.refresh > 1 else None
             clock = time.monotonic()
             chosen = order[step * policy.questions: (step + 1) * policy.questions]
             groups = [sampler.roll(pairs[i], policy.group, policy.temperature, settings.seed + 1000 * step + n)
