@@ -32,6 +32,11 @@ def hub_cache_dir() -> Path:
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
+def hub_repo_dir(repo: str) -> Path:
+    """A model repository's folder in the hub cache (the hub's layout: ``models--{owner}--{name}``)."""
+    return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edge_sql.digest import file_sha256
 from edge_sql.errors import ModelError
-from edge_sql.paths import data_dir, endpoint, hub_cache_dir, offline
+from edge_sql.paths import data_dir, endpoint, hub_cache_dir, hub_repo_dir, offline
 from edge_sql.preset import DEFAULT_PRESET, Preset, load_presets
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -218,7 +218,7 @@ def remove_cached(preset: Preset) -> int:
 
     Other files of the same repository stay; the repository's folder goes when nothing else is left in it.
     """
-    repo_dir = hub_cache_dir() / ("models--" + preset.source["repo"].replace("/", "--"))
+    repo_dir = hub_repo_dir(preset.source["repo"])
     snapshots = repo_dir / "snapshots"
     if not snapshots.is_dir():
         return 0
@@ -264,9 +264,9 @@ def converted_path(preset: Preset) -> Path:
 
 def cached_hub_file(preset: Preset) -> Path | None:
     """The preset's GGUF file in the Hugging Face cache, if it was downloaded (no network). No repository folder in
-    the cache (``models--{owner}--{name}``, the hub's layout): nothing to ask huggingface_hub, whose import alone
-    costs an ``ask`` 0.1 s as it looks for the best installed preset."""
-    if not (hub_cache_dir() / f"models--{preset.source['repo'].replace('/', '--')}").is_dir():
+    the cache: nothing to ask huggingface_hub, whose import alone costs an ``ask`` 0.1 s as it looks for the best
+    installed preset."""
+    if not hub_repo_dir(preset.source["repo"]).is_dir():
         return None
     from huggingface_hub import try_to_load_from_cache
 

@@ -152,7 +152,7 @@ def pull_model(
 ) -> None:
     """Download a preset's GGUF file into the Hugging Face cache (resumable), verify its SHA-256, print its path.
     With --convert, a preset published as safetensors is downloaded and converted to GGUF instead."""
-    from edge_sql.paths import hub_cache_dir
+    from edge_sql.paths import hub_cache_dir, hub_repo_dir
     from edge_sql.weights import converted_path
     from edge_sql.weights import pull
 
@@ -175,8 +175,8 @@ def pull_model(
         from edge_sql.cli.convert import print_report
 
         print_report(pulled.conversion, stderr_console())
-        repo_dir = hub_cache_dir() / ("models--" + source["repo"].replace("/", "--"))
-        say(f"the safetensors stay in {repo_dir} for another conversion; remove that folder to free the space")
+        say(f"the safetensors stay in {hub_repo_dir(source['repo'])} for another conversion; remove that folder to "
+            "free the space")
     sys.stdout.write(f"{pulled.path}\n")
     if pulled.conversion is not None:
         checked = "verified against the transformers model"
