@@ -363,10 +363,8 @@ class Follower:
         if now - self.since > STALE:
             self.reading, self.since = self.read(), self.clock()
             start = self.snap()
-        elif self.end is not None and start is not None and now - self.end[0] >= PAUSE:
-            busy = others_busy(self.end[1], start)
-            if busy is not None:
-                self.reading, self.since = Cores(self.reading.usable, busy), now
+        elif self.end is not None and now - self.end[0] >= PAUSE:
+            self.measure(self.end[1], start, now)
         self.start, self.end, self.looked = start, None, self.clock()
         return self.reading.threads
 
@@ -377,18 +375,18 @@ class Follower:
         if self.start is None or now - self.looked < MIDWAY:
             return self.reading.threads
         look = self.snap()
-        if look is not None:
-            busy = others_busy(self.start, look)
-            if busy is not None:
-                self.reading, self.since = Cores(self.reading.usable, busy), now
-            self.start = look
-        self.looked = now
+        self.measure(self.start, look, now)
+        self.start, self.looked = look or self.start, now
         return self.reading.threads
 
     def done(self) -> None:
         now, end = self.clock(), self.snap()
-        if self.start is not None and end is not None:
-            busy = others_busy(self.start, end)
-            if busy is not None:
-                self.reading, self.since = Cores(self.reading.usable, busy), now
+        self.measure(self.start, end, now)
         self.start, self.end = None, None if end is None else (now, end)
+
+    def measure(self, before: Snapshot | None, after: Snapshot | None, now: float) -> None:
+        """Keep the reading of other processes' time between two snapshots (none when either is missing, or too
+        little time passed to tell)."""
+        busy = None if before is None or after is None else others_busy(before, after)
+        if busy is not None:
+            self.reading, self.since = Cores(self.reading.usable, busy), now
