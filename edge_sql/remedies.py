@@ -33,6 +33,12 @@ class Remedies:
     hints: bool = True
 
 
+#: The remedies a model ``edgesql train`` wrote runs with where no flag or config file sets one (the folder it wrote,
+#: or its adapter merged by ``edgesql convert``), whatever its base's preset says: what its held-back questions are
+#: scored with, and what the shipped adapter measured best (Spider dev half: 50.7% vote@5 with the check and no
+#: grammar, 41.4% with the grammar, whose bounds cut SQL it learned to write).
+TRAINED = {"constrain": True, "grammar": False}
+
 #: The most repair rounds a question may take.
 MAX_REPAIR_ROUNDS = 3
 PRUNE_MODES = ("auto", "always", "never")

@@ -89,8 +89,42 @@ def test_train_writes_an_adapter_that_ask_and_eval_run(base, tmp_path):
 
     assert load_model(str(tmp_path / "run"), threads=1).name == "run (tiny.f16.gguf + adapter)"  # not its base's
     evaluated = runner.invoke(app, ["eval", "--data", str(tmp_path / "run" / "held-back.jsonl"), "--model",
-                                    str(tmp_path / "run"), "-n", "1"])
+                                    str(tmp_path / "run"), "-n", "1", "--report", str(tmp_path / "report.json")])
     assert evaluated.exit_code == 0, evaluated.output
+    # asked as its held-back questions were scored (the check, no grammar), not with its untuned base's remedies
+    remedies = json.loads((tmp_path / "report.json").read_text())["remedies"]
+    assert remedies["constrain"] is True and remedies["grammar"] is False
+
+
+class Words:
+    """A tokenizer that counts words: enough for rendering prompts."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return type("Encoded", (), {"input_ids": text.split()})()
+
+
+def test_training_completions_write_strings_in_single_quotes_as_ask_reads_them(tmp_path):
+    """Spider's gold queries write a fifth of their strings in double quotes, which the standard, DuckDB and the
+    schema grammar read as names; the model is taught the standard's single quotes. A double-quoted name stays a
+    name; the result is the same."""
+    import sqlite3
+
+    from edge_sql.eval.datasets import load_dataset
+    from edge_sql.preset import get_preset
+    from edge_sql.train.examples import PromptModel, render
+
+    shutil.copyfile(EXAMPLES / "shop.sqlite", tmp_path / "shop.sqlite")
+    golds = ['SELECT count(*) FROM orders WHERE status = "cancelled"', 'SELECT "name" FROM products WHERE name != "it\'s"']
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"question": f"question {n}?", "query": gold,
+                                                              "db": "shop.sqlite"}) + "\n" for n, gold in enumerate(golds)))
+    examples = list(load_dataset(tmp_path / "pairs.jsonl").examples)
+    rendered = render(examples, PromptModel("smollm2-135m", get_preset("smollm2-135m"), 8192, Words()))
+    written = [e.completion.removesuffix("<|im_end|>") for e in rendered.examples]
+    assert written == [" count(*) FROM orders WHERE status = 'cancelled'",
+                       " \"name\" FROM products WHERE name != 'it''s'"]
+    with sqlite3.connect(tmp_path / "shop.sqlite") as db:
+        for gold, sql in zip(golds, written):
+            assert db.execute(gold).fetchall() == db.execute("SELECT" + sql).fetchall() != []
 
 
 @needs_extra

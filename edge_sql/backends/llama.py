@@ -14,6 +14,7 @@ from edge_sql.errors import GrammarError, ModelError
 from edge_sql.paths import cache_home
 from edge_sql.preset import GENERIC, Preset, get_preset
 from edge_sql.protocols import get_protocol
+from edge_sql.remedies import TRAINED
 from edge_sql.weights import adapter_path, weights_path
 
 GGUF_MAGIC = b"GGUF"
@@ -47,9 +48,12 @@ def trained_model(folder: Path, threads: int | None) -> "LlamaModel":
         base = json.loads((folder / TRAINING_RECORD).read_text(encoding="utf-8"))["base"]
     except (OSError, ValueError, KeyError):
         raise ModelError(f"{folder} holds an adapter but no readable {TRAINING_RECORD} naming its base model") from None
+    from dataclasses import replace
+
     preset = get_preset(base)
     weights = weights_path(preset) if preset is not None else Path(base)
-    model = LlamaModel(weights, preset=preset or GENERIC, threads=threads, adapter=folder / TRAINED_ADAPTER)
+    asked = replace(preset or GENERIC, remedies={**(preset or GENERIC).remedies, **TRAINED})  # its base's prompt
+    model = LlamaModel(weights, preset=asked, threads=threads, adapter=folder / TRAINED_ADAPTER)
     model.name = f"{Path(folder).resolve().name} ({Path(str(base)).name} + adapter)"  # what answers and reports name
     return model
 
@@ -288,8 +292,8 @@ class LlamaModel:
 def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     """The preset of a GGUF file given by path: what ``edgesql convert`` recorded in it (``edgesql.protocol``), else
     the generic one. An adapter merged into its base (``edgesql convert --lora``) is asked as it was trained: with
-    the prompt settings (protocol, schema, prefix, sampling, remedies) of the preset whose adapter it is, else of its
-    base's preset, when the file names one.
+    the prompt settings (protocol, schema, prefix, sampling) of the preset whose adapter it is, else of its base's
+    preset, when the file names one, and the remedies of a trained model (:data:`~edge_sql.remedies.TRAINED`).
 
     >>> recorded_preset({"edgesql.protocol": "slm-sql-think"}, Path("m.gguf")).protocol
     'slm-sql-think'
@@ -297,8 +301,8 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     'chatml-strict'
     >>> merged = recorded_preset({"edgesql.protocol": "chatml-strict", "edgesql.source": "smollm2-135m",
     ...                           "edgesql.lora": "runs/my-rl/adapter.gguf"}, Path("my-rl.q4_1.gguf"))
-    >>> merged.prefix, merged.adapter, merged.source
-    ('SELECT', {}, {})
+    >>> merged.prefix, merged.adapter, merged.source, merged.remedies
+    ('SELECT', {}, {}, {'constrain': True, 'grammar': False})
     """
     from dataclasses import replace
 
@@ -310,8 +314,9 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     for key in ("edgesql.lora", "edgesql.source"):
         trained = get_preset(metadata.get(key, "")) if "edgesql.lora" in metadata else None
         if trained is not None and trained.protocol == protocol:
-            return replace(trained, source={}, adapter={}, description=f"{path.name}, {metadata[key]}'s prompt "
-                           "settings (an adapter merged by edgesql convert)")
+            return replace(trained, source={}, adapter={}, remedies={**trained.remedies, **TRAINED},
+                           description=f"{path.name}, {metadata[key]}'s prompt settings (an adapter merged by "
+                           "edgesql convert)")
     return replace(GENERIC, protocol=protocol, description=f"{path.name}, converted by edgesql ({protocol})")
 
 

@@ -104,6 +104,41 @@ class PromptModel:
         raise NotImplementedError("a PromptModel only renders prompts")
 
 
+def single_quoted(sql: str, names: set[str]) -> str:
+    """``sql`` with each double-quoted string literal written in single quotes, as ``ask`` reads SQL.
+
+    Spider's gold queries write a fifth of their strings in double quotes (``WHERE name = "Ben Jones"``), which SQLite
+    takes for a string only when no column or table has that name; the SQL standard, DuckDB and the schema grammar
+    (``--grammar``) take them for names. ``ask`` reads them as SQLite does, but a model taught them is cornered under
+    the grammar into a real name (``Directed_by = "18_49_Rating_Share"``, seen on the dev half). A double-quoted word
+    that is one of ``names`` (lower-cased table and column names) or follows ``AS`` stays a name; the query's result
+    is unchanged (checked on all 1,490 such queries of Spider's training set).
+
+    >>> print(single_quoted('SELECT "Title" FROM cartoon WHERE directed_by = "Ben Jones"', {"title"}))
+    SELECT "Title" FROM cartoon WHERE directed_by = 'Ben Jones'
+    >>> print(single_quoted('''SELECT count(*) AS "n" FROM t WHERE a = 'say "hi"' OR b = "it's"''', set()))
+    SELECT count(*) AS "n" FROM t WHERE a = 'say "hi"' OR b = 'it''s'
+    """
+    out, i = [], 0
+    while i < len(sql):
+        mark = sql[i]
+        if mark not in "'\"":
+            out.append(mark)
+            i += 1
+            continue
+        end = i + 1
+        while end < len(sql) and not (sql[end] == mark and sql[end + 1: end + 2] != mark):
+            end += 2 if sql[end] == mark else 1
+        quoted = sql[i: end + 1]
+        text = quoted[1:-1].replace(mark * 2, mark)
+        written_after = "".join(out).rstrip().upper()
+        if mark == '"' and text.lower() not in names and not written_after.endswith((" AS", "(AS")):
+            quoted = "'" + text.replace("'", "''") + "'"
+        out.append(quoted)
+        i = end + 1
+    return "".join(out)
+
+
 def completion_for(gold: str, preset: Preset) -> str | None:
     """What the model writes after ``ask``'s prompt for this gold query: the SQL on one line, less the answer prefix
     the preset already wrote, then the protocol's stop marker; None when the query does not start with that prefix.
@@ -143,8 +178,9 @@ def render(pairs: list[Example], model: PromptModel, remedies: Remedies = Remedi
             continue
         with db:
             setup = Setup(db, model, Sampling(), Limits(), remedies)
+            names = {n.lower() for t in db.schema.tables for n in (t.name, *(c.name for c in t.columns))}
             for pair in group:
-                completion = completion_for(pair.gold, model.preset)
+                completion = completion_for(single_quoted(pair.gold, names), model.preset)
                 if completion is None:
                     skip("query does not start with the answer prefix")
                     continue

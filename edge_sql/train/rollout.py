@@ -17,7 +17,7 @@ from edge_sql.eval.metric import prediction_line
 from edge_sql.eval.scoring import is_right, run_gold
 from edge_sql.pipeline import Limits, Setup, budget_for, fit_prompt
 from edge_sql.protocols import get_protocol
-from edge_sql.remedies import Remedies
+from edge_sql.remedies import TRAINED, Remedies
 from edge_sql.steps.generate import Sampling, candidate_of, stops_for
 from edge_sql.steps.judge import judge
 from edge_sql.steps.question import clean_question
@@ -25,7 +25,7 @@ from edge_sql.train.reward import Reward, Weights, reward_of
 
 #: What the rollouts are prompted and checked with: what ``ask`` does with edgesql's own model (its preset's
 #: remedies: the decoding-time check, value hints, no grammar).
-ROLLOUT_REMEDIES = Remedies(grammar=False, constrain=True)
+ROLLOUT_REMEDIES = Remedies(**TRAINED)
 
 
 @dataclass(frozen=True)
