@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from edge_sql.backends.cores import Follower, free_cores
 from edge_sql.backends.door import Completion, Cost
@@ -48,8 +49,6 @@ def trained_model(folder: Path, threads: int | None) -> "LlamaModel":
         base = json.loads((folder / TRAINING_RECORD).read_text(encoding="utf-8"))["base"]
     except (OSError, ValueError, KeyError):
         raise ModelError(f"{folder} holds an adapter but no readable {TRAINING_RECORD} naming its base model") from None
-    from dataclasses import replace
-
     preset = get_preset(base)
     weights = weights_path(preset) if preset is not None else Path(base)
     asked = replace(preset or GENERIC, remedies={**(preset or GENERIC).remedies, **TRAINED})  # its base's prompt
@@ -304,8 +303,6 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     >>> merged.prefix, merged.adapter, merged.source, merged.remedies
     ('SELECT', {}, {}, {'constrain': True, 'grammar': False})
     """
-    from dataclasses import replace
-
     from edge_sql.protocols import PROTOCOLS
 
     protocol = metadata.get("edgesql.protocol", "")

@@ -118,6 +118,8 @@ def single_quoted(sql: str, names: set[str]) -> str:
     SELECT "Title" FROM cartoon WHERE directed_by = 'Ben Jones'
     >>> print(single_quoted('''SELECT count(*) AS "n" FROM t WHERE a = 'say "hi"' OR b = "it's"''', set()))
     SELECT count(*) AS "n" FROM t WHERE a = 'say "hi"' OR b = 'it''s'
+    >>> print(single_quoted('SELECT a FROM t WHERE b = "open', set()))
+    SELECT a FROM t WHERE b = "open
     """
     out, i = [], 0
     while i < len(sql):
@@ -129,6 +131,9 @@ def single_quoted(sql: str, names: set[str]) -> str:
         end = i + 1
         while end < len(sql) and not (sql[end] == mark and sql[end + 1: end + 2] != mark):
             end += 2 if sql[end] == mark else 1
+        if end >= len(sql):  # never closed: left as written
+            out.append(sql[i:])
+            break
         quoted = sql[i: end + 1]
         text = quoted[1:-1].replace(mark * 2, mark)
         written_after = "".join(out).rstrip().upper()
