@@ -128,19 +128,34 @@ def unquote_strings(tree: exp.Expression, schema: Schema) -> exp.Expression:
     Applied on every engine (DuckDB would read the word as a column, and fail): a name of a column of the schema, of
     an ``AS`` name, of a column a table alias lists (``WITH t("n") AS ...``) or of a table function (DuckDB's
     ``range(3)`` has a column ``range``) stays a column; a qualified name (``p."name"``) is always a column."""
+    names = known_names(tree, schema)
+
+    def fix(node):
+        return exp.Literal.string(node.name) if reads_as_string(node, names) else node
+
+    return tree.transform(fix)
+
+
+def quoted_strings(tree: exp.Expression, schema: Schema) -> set[str]:
+    """The double-quoted words of ``tree`` that SQLite reads as strings (:func:`unquote_strings`' rule)."""
+    names = known_names(tree, schema)
+    return {node.name for node in tree.find_all(exp.Column) if reads_as_string(node, names)}
+
+
+def known_names(tree: exp.Expression, schema: Schema) -> set[str]:
+    """The lower-cased names a double-quoted word of ``tree`` can be: columns of the schema, ``AS`` names, columns a
+    table alias lists, table functions."""
     names = {c.name.lower() for t in schema.tables for c in t.columns}
     names |= {a.alias.lower() for a in tree.find_all(exp.Alias)}
     names |= {c.name.lower() for alias in tree.find_all(exp.TableAlias) for c in alias.columns}
     names |= {t.this.sql(dialect=schema.engine).split("(", 1)[0].lower() for t in tree.find_all(exp.Table)
               if not isinstance(t.this, exp.Identifier)}
+    return names
 
-    def fix(node):
-        if (isinstance(node, exp.Column) and not node.table and isinstance(node.this, exp.Identifier)
-                and node.this.quoted and node.name.lower() not in names):
-            return exp.Literal.string(node.name)
-        return node
 
-    return tree.transform(fix)
+def reads_as_string(node: exp.Expression, names: set[str]) -> bool:
+    return (isinstance(node, exp.Column) and not node.table and isinstance(node.this, exp.Identifier)
+            and node.this.quoted and node.name.lower() not in names)
 
 
 def unknown_tables(tree: exp.Expression, schema: Schema) -> str | None:

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge_sql.errors import EdgeSQLError, UsageError
+from edge_sql.errors import EdgeSQLError, QueryRefused, UsageError
 from edge_sql.eval.datasets import Example, load_dataset
 from edge_sql.pipeline import Limits, Setup, fit_prompt
 from edge_sql.preset import Preset
@@ -23,6 +23,8 @@ from edge_sql.remedies import Remedies
 from edge_sql.steps.database import open_database
 from edge_sql.steps.generate import Sampling, answer_budget
 from edge_sql.steps.question import clean_question
+from edge_sql.steps.schema import Schema
+from edge_sql.steps.validate import parse_checked, quoted_strings
 
 TRAIN_FILE = "train_spider.json"
 PARAPHRASE_FILE = "train_spider_syn.json"
@@ -104,23 +106,28 @@ class PromptModel:
         raise NotImplementedError("a PromptModel only renders prompts")
 
 
-def single_quoted(sql: str, names: set[str]) -> str:
+def single_quoted(sql: str, schema: Schema) -> str:
     """``sql`` with each double-quoted string literal written in single quotes, as ``ask`` reads SQL.
 
     Spider's gold queries write a fifth of their strings in double quotes (``WHERE name = "Ben Jones"``), which SQLite
-    takes for a string only when no column or table has that name; the SQL standard, DuckDB and the schema grammar
+    takes for a string only when no column has that name; the SQL standard, DuckDB and the schema grammar
     (``--grammar``) take them for names. ``ask`` reads them as SQLite does, but a model taught them is cornered under
-    the grammar into a real name (``Directed_by = "18_49_Rating_Share"``, seen on the dev half). A double-quoted word
-    that is one of ``names`` (lower-cased table and column names) or follows ``AS`` stays a name; the query's result
-    is unchanged (checked on all 1,490 such queries of Spider's training set).
+    the grammar into a real name (``Directed_by = "18_49_Rating_Share"``, seen on the dev half). Which words are
+    strings is validation's rule (:func:`~edge_sql.steps.validate.quoted_strings`); everything else stays as written,
+    and the query's result is unchanged (checked on all 1,490 such queries of Spider's training set). A query
+    validation cannot parse is left as it is.
 
-    >>> print(single_quoted('SELECT "Title" FROM cartoon WHERE directed_by = "Ben Jones"', {"title"}))
+    >>> from edge_sql.steps.schema import Column, Schema, Table
+    >>> shop = Schema("sqlite", (Table("cartoon", (Column("Title", "TEXT"), Column("directed_by", "TEXT"))),))
+    >>> print(single_quoted('SELECT "Title" FROM cartoon WHERE directed_by = "Ben Jones"', shop))
     SELECT "Title" FROM cartoon WHERE directed_by = 'Ben Jones'
-    >>> print(single_quoted('''SELECT count(*) AS "n" FROM t WHERE a = 'say "hi"' OR b = "it's"''', set()))
-    SELECT count(*) AS "n" FROM t WHERE a = 'say "hi"' OR b = 'it''s'
-    >>> print(single_quoted('SELECT a FROM t WHERE b = "open', set()))
-    SELECT a FROM t WHERE b = "open
+    >>> print(single_quoted('''SELECT count(*) AS "n" FROM cartoon WHERE title = 'say "hi"' OR title = "it's"''', shop))
+    SELECT count(*) AS "n" FROM cartoon WHERE title = 'say "hi"' OR title = 'it''s'
     """
+    try:
+        strings = quoted_strings(parse_checked(sql, schema.engine), schema)
+    except QueryRefused:
+        return sql
     out, i = [], 0
     while i < len(sql):
         mark = sql[i]
@@ -131,15 +138,9 @@ def single_quoted(sql: str, names: set[str]) -> str:
         end = i + 1
         while end < len(sql) and not (sql[end] == mark and sql[end + 1: end + 2] != mark):
             end += 2 if sql[end] == mark else 1
-        if end >= len(sql):  # never closed: left as written
-            out.append(sql[i:])
-            break
         quoted = sql[i: end + 1]
         text = quoted[1:-1].replace(mark * 2, mark)
-        written_after = "".join(out).rstrip().upper()
-        if mark == '"' and text.lower() not in names and not written_after.endswith((" AS", "(AS")):
-            quoted = "'" + text.replace("'", "''") + "'"
-        out.append(quoted)
+        out.append("'" + text.replace("'", "''") + "'" if mark == '"' and text in strings else quoted)
         i = end + 1
     return "".join(out)
 
@@ -183,9 +184,8 @@ def render(pairs: list[Example], model: PromptModel, remedies: Remedies = Remedi
             continue
         with db:
             setup = Setup(db, model, Sampling(), Limits(), remedies)
-            names = {n.lower() for t in db.schema.tables for n in (t.name, *(c.name for c in t.columns))}
             for pair in group:
-                completion = completion_for(single_quoted(pair.gold, names), model.preset)
+                completion = completion_for(single_quoted(pair.gold, db.schema), model.preset)
                 if completion is None:
                     skip("query does not start with the answer prefix")
                     continue
