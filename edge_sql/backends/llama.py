@@ -51,10 +51,16 @@ def trained_model(folder: Path, threads: int | None) -> "LlamaModel":
         raise ModelError(f"{folder} holds an adapter but no readable {TRAINING_RECORD} naming its base model") from None
     preset = get_preset(base)
     weights = weights_path(preset) if preset is not None else Path(base)
-    asked = replace(preset or GENERIC, remedies={**(preset or GENERIC).remedies, **TRAINED})  # its base's prompt
-    model = LlamaModel(weights, preset=asked, threads=threads, adapter=folder / TRAINED_ADAPTER)
+    model = LlamaModel(weights, preset=as_trained(preset or GENERIC), threads=threads,
+                       adapter=folder / TRAINED_ADAPTER)
     model.name = f"{Path(folder).resolve().name} ({Path(str(base)).name} + adapter)"  # what answers and reports name
     return model
+
+
+def as_trained(preset: Preset, **changes) -> Preset:
+    """``preset``'s prompt settings for a model ``edgesql train`` wrote, with a trained model's remedies
+    (:data:`~edge_sql.remedies.TRAINED`) over the preset's own."""
+    return replace(preset, remedies={**preset.remedies, **TRAINED}, **changes)
 
 
 def context_length(preset: Preset, trained: int, asked: int | None = None) -> int:
@@ -311,9 +317,8 @@ def recorded_preset(metadata: dict[str, str], path: Path) -> Preset:
     for key in ("edgesql.lora", "edgesql.source"):
         trained = get_preset(metadata.get(key, "")) if "edgesql.lora" in metadata else None
         if trained is not None and trained.protocol == protocol:
-            return replace(trained, source={}, adapter={}, remedies={**trained.remedies, **TRAINED},
-                           description=f"{path.name}, {metadata[key]}'s prompt settings (an adapter merged by "
-                           "edgesql convert)")
+            return as_trained(trained, source={}, adapter={}, description=f"{path.name}, {metadata[key]}'s prompt "
+                              "settings (an adapter merged by edgesql convert)")
     return replace(GENERIC, protocol=protocol, description=f"{path.name}, converted by edgesql ({protocol})")
 
 
