@@ -11,9 +11,10 @@ from test_eval import RESPONSES, run_eval, spider_dataset
 from conftest import ROOT
 from edge_sql.eval.compare import compare, compare_files, sign_test
 
-#: A second model: question 1 right only at greedy, question 2 right at greedy too, question 5 no candidate valid.
+#: A second model, against RESPONSES: question 1 right at greedy but outvoted by a wrong answer, question 2 right at
+#: greedy too (RESPONSES' greedy has the wrong order), question 5 still nothing valid.
 BETTER_GREEDY = [
-    "SELECT count(*) FROM singer", "SELECT count(*) FROM orders", "SELECT 1",
+    "SELECT count(*) FROM singer", "SELECT 1", "SELECT 1",
     "SELECT name FROM singer WHERE country = 'France' ORDER BY age DESC",
     "SELECT name FROM singer WHERE country = 'France' ORDER BY age DESC", "SELECT 2",
     "SELECT colour FROM singer", "SELECT colour FROM singer", "SELECT colour FROM singer",
@@ -39,11 +40,13 @@ def test_each_answer_counts_the_questions_one_model_got_and_the_other_did_not(tm
     assert greedy.questions == vote.questions == 3
 
 
-def test_questions_are_matched_by_what_they_ask_not_by_their_number():
-    def report(*rows):
-        return {"records": [{"index": i, "db_id": "d", "question": q, "gold": "SELECT 1",
-                             "answers": [{"candidates": 1, "right": right}]} for i, (q, right) in rows]}
+def report(*rows):
+    """A report of greedy answers only: rows of (index, (question, right))."""
+    return {"records": [{"index": i, "db_id": "d", "question": q, "gold": "SELECT 1",
+                         "answers": [{"candidates": 1, "right": right}]} for i, (q, right) in rows]}
 
+
+def test_questions_are_matched_by_what_they_ask_not_by_their_number():
     first = report((0, ("a", True)), (1, ("b", False)), (2, ("c", True)))
     renumbered = report((7, ("c", False)), (8, ("a", True)), (9, ("z", True)))
     (greedy,), common = compare(first, renumbered)
@@ -63,3 +66,8 @@ def test_the_script_prints_both_models_side_by_side(tmp_path, fake_model):
     lines = done.stdout.splitlines()
     assert lines[0].startswith("3 questions scored in both")
     assert [line.split("|")[0].strip() for line in lines[2:]] == ["greedy", "vote@3"]
+
+
+def test_a_question_asked_twice_is_matched_turn_by_turn():
+    (greedy,), common = compare(report((0, ("a", True)), (1, ("a", False))), report((5, ("a", True)), (6, ("a", True))))
+    assert common == 2 and (greedy.both, greedy.only_first, greedy.only_second) == (1, 0, 1)

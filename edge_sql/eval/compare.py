@@ -15,6 +15,7 @@ least as uneven is McNemar's exact test (a two-sided sign test on the discordant
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
@@ -52,12 +53,13 @@ def rights(report: dict) -> dict[tuple, dict[str, bool]]:
     (the same question asked twice in a dataset is told apart by its turn), not its index: a held-back slice written
     out and scored again numbers its questions anew."""
     found: dict[tuple, dict[str, bool]] = {}
+    turns: Counter = Counter()
     for record in report.get("records", ()):
         if record.get("skipped") or not record.get("answers"):
             continue
         key = (record.get("db_id"), record.get("question"), record.get("gold"))
-        turn = sum(1 for seen in found if seen[:3] == key)
-        found[key + (turn,)] = {label(answer["candidates"]): bool(answer["right"]) for answer in record["answers"]}
+        found[key + (turns[key],)] = {label(answer["candidates"]): bool(answer["right"]) for answer in record["answers"]}
+        turns[key] += 1
     return found
 
 
