@@ -11,6 +11,7 @@ Pairs come from a Spider training folder (``train_spider.json`` beside ``databas
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from edge_sql.remedies import Remedies
 from edge_sql.steps.database import open_database
 from edge_sql.steps.generate import Sampling, answer_budget
 from edge_sql.steps.question import clean_question
-from edge_sql.steps.schema import Schema
+from edge_sql.steps.schema import Schema, quote_value
 from edge_sql.steps.validate import parse_checked, quoted_strings
 
 TRAIN_FILE = "train_spider.json"
+#: A string or a double-quoted word of SQL, the quote doubled inside it (SQL's escape), as the check's lexer reads them.
+QUOTED = re.compile(r"'(?:[^']|'')*'" r'|"(?:[^"]|"")*"')
 PARAPHRASE_FILE = "train_spider_syn.json"
 
 
@@ -128,21 +131,13 @@ def single_quoted(sql: str, schema: Schema) -> str:
         strings = quoted_strings(parse_checked(sql, schema.engine), schema)
     except QueryRefused:
         return sql
-    out, i = [], 0
-    while i < len(sql):
-        mark = sql[i]
-        if mark not in "'\"":
-            out.append(mark)
-            i += 1
-            continue
-        end = i + 1
-        while end < len(sql) and not (sql[end] == mark and sql[end + 1: end + 2] != mark):
-            end += 2 if sql[end] == mark else 1
-        quoted = sql[i: end + 1]
-        text = quoted[1:-1].replace(mark * 2, mark)
-        out.append("'" + text.replace("'", "''") + "'" if mark == '"' and text in strings else quoted)
-        i = end + 1
-    return "".join(out)
+
+    def rewrite(match: re.Match) -> str:
+        quoted = match.group()
+        text = quoted[1:-1].replace('""', '"')
+        return quote_value(text) if quoted[0] == '"' and text in strings else quoted
+
+    return QUOTED.sub(rewrite, sql)
 
 
 def completion_for(gold: str, preset: Preset) -> str | None:
